@@ -1,0 +1,10 @@
+//! Integration tests of the `ave` binary: real runs of the program as a user types it.
+
+mod help;
+
+use std::process::{Command, Output};
+
+/// Runs the `ave` binary built for these tests with the given arguments.
+fn ave(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ave")).args(args).output().expect("run ave")
+}

@@ -1,0 +1,1 @@
+//! AVE resource profiles (placeholder while the crate is written).
