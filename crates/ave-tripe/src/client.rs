@@ -1,0 +1,602 @@
+//! The connection to the admin socket: the dispatcher task, command replies and events.
+//!
+//! A [`Client`] is a handle on one connection. The connection itself is served by a task
+//! spawned on the caller's runtime (the dispatcher), which keeps the protocol's rules
+//! (spec/tripe-admin.md section 3.1): commands wait in a FIFO queue and are sent one at a
+//! time, the next only once the server has answered the current one with `OK`, `FAIL` or
+//! `BGDETACH`; background jobs are tracked by tag and their `BGINFO`/`BGOK`/`BGFAIL` lines
+//! routed to them; broadcasts go to the event subscribers and service lines to the service
+//! provider. When the connection drops, every command still queued, in flight or running
+//! in the background fails with [`Error::ConnectionLost`].
+
+use std::{
+    collections::{HashMap, VecDeque},
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    net::UnixStream,
+    sync::{broadcast, mpsc},
+};
+
+use crate::{
+    error::{Disconnect, Error, Failure},
+    event::Event,
+    lines::LineReader,
+    message::{ServerMessage, ServiceMessage},
+    words::{check_line, format_command, split_words},
+};
+
+/// The default bound on the length of a line from the server: 1 MiB.
+pub const DEFAULT_MAX_LINE_LEN: usize = 1 << 20;
+
+/// The default number of events buffered for each subscriber.
+pub const DEFAULT_EVENT_CAPACITY: usize = 4096;
+
+/// Options for a connection; [`Client::connect`] uses the defaults.
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    max_line_len: usize,
+    event_capacity: usize,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder { max_line_len: DEFAULT_MAX_LINE_LEN, event_capacity: DEFAULT_EVENT_CAPACITY }
+    }
+}
+
+impl ClientBuilder {
+    /// The default options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The longest line accepted from the server, in bytes (default
+    /// [`DEFAULT_MAX_LINE_LEN`]). A longer line ends the connection with
+    /// [`Disconnect::LineTooLong`] instead of growing a buffer without bound.
+    pub fn max_line_len(mut self, max: usize) -> Self {
+        self.max_line_len = max.max(1);
+        self
+    }
+
+    /// How many events are buffered for each subscriber that has not read them yet
+    /// (default [`DEFAULT_EVENT_CAPACITY`]). A subscriber that falls further behind gets
+    /// [`Event::Missed`] in place of the events it lost; commands are never held up.
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity.max(1);
+        self
+    }
+
+    /// Connects to the admin socket at `path`.
+    ///
+    /// The dispatcher task is spawned on the current tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connect`] when the socket cannot be reached.
+    pub async fn connect(self, path: impl AsRef<Path>) -> Result<Client, Error> {
+        let path = path.as_ref();
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|source| Error::Connect { path: path.to_path_buf(), source })?;
+        Ok(self.from_stream(stream))
+    }
+
+    /// Runs the protocol over an already connected stream.
+    ///
+    /// # Panics
+    ///
+    /// When called outside a tokio runtime (the dispatcher task is spawned on it).
+    pub fn from_stream<S>(self, stream: S) -> Client
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (read, write) = tokio::io::split(stream);
+        let (requests_tx, requests_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = broadcast::channel(self.event_capacity);
+        let (service_tx, service_rx) = mpsc::unbounded_channel();
+        let driver = Driver {
+            reader: LineReader::new(read, self.max_line_len),
+            writer: write,
+            requests: requests_rx,
+            queue: VecDeque::new(),
+            foreground: None,
+            jobs: HashMap::new(),
+            events: events_tx,
+            service: service_tx,
+        };
+        tokio::spawn(driver.run());
+        Client {
+            shared: Arc::new(Shared {
+                requests: requests_tx,
+                events: Mutex::new(events_rx),
+                service: Mutex::new(Some(service_rx)),
+                tags: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+/// A connection to a TrIPE server's admin socket.
+///
+/// Cheap to clone; every clone uses the same connection. The connection closes once every
+/// clone (and every [`Events`] subscription) is dropped and no command is left waiting
+/// for an answer.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example() -> Result<(), ave_tripe::Error> {
+/// use ave_tripe::Client;
+///
+/// let client = Client::connect("/var/run/tripesock").await?;
+/// for peer in client.list().await? {
+///     println!("{peer}: {:?}", client.addr(&peer).await?);
+/// }
+/// // Any command, with its INFO lines as they arrive:
+/// let mut reply = client.command(["STATS", "alice"])?;
+/// while let Some(words) = reply.next_info().await? {
+///     println!("{words:?}");
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    requests: mpsc::UnboundedSender<Request>,
+    /// Never read; new subscriptions are made from it.
+    events: Mutex<broadcast::Receiver<Event>>,
+    service: Mutex<Option<mpsc::UnboundedReceiver<ServiceMessage>>>,
+    tags: AtomicU64,
+}
+
+impl Client {
+    /// Connects to the admin socket at `path` with the default options.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connect`] when the socket cannot be reached.
+    pub async fn connect(path: impl AsRef<Path>) -> Result<Client, Error> {
+        ClientBuilder::new().connect(path).await
+    }
+
+    /// Options for a new connection.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::new()
+    }
+
+    /// Queues a command made of `words`; each word is quoted as needed.
+    ///
+    /// The returned [`Reply`] yields the command's INFO lines and ends with OK or the
+    /// server's failure. The command is sent when every command queued before it has been
+    /// answered (or detached into the background).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::EmptyCommand`], [`Error::Unsendable`] or [`Error::CommandTooLong`] for a
+    /// command that cannot be sent; [`Error::Closed`] when the connection is gone.
+    pub fn command<I, S>(&self, words: I) -> Result<Reply, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let words: Vec<String> = words.into_iter().map(|w| w.as_ref().to_owned()).collect();
+        let line = format_command(&words)?;
+        self.submit(line, &words, None)
+    }
+
+    /// Queues a command as a background job: `-background TAG` goes right after the
+    /// keyword, with a fresh tag from [`Client::next_tag`].
+    ///
+    /// The server may still fail the command at once (a bad argument, say); otherwise it
+    /// detaches it and the job's output arrives later, while other commands proceed. The
+    /// [`Reply`] sees both cases the same way. Only ADD, PING, EPING and SVCSUBMIT take
+    /// `-background`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::command`].
+    pub fn command_background<I, S>(&self, words: I) -> Result<Reply, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut words: Vec<String> = words.into_iter().map(|w| w.as_ref().to_owned()).collect();
+        if words.is_empty() {
+            return Err(Error::EmptyCommand);
+        }
+        let tag = self.next_tag();
+        words.splice(1..1, ["-background".to_owned(), tag.clone()]);
+        let line = format_command(&words)?;
+        self.submit(line, &words, Some(tag))
+    }
+
+    /// Queues a command line that is already quoted, sent as it is.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::EmptyCommand`] for a blank line, [`Error::Unsendable`] for one holding a
+    /// newline or NUL, [`Error::CommandTooLong`], or [`Error::Closed`].
+    pub fn command_line(&self, line: &str) -> Result<Reply, Error> {
+        check_line(line)?;
+        let words = split_words(line);
+        self.submit(line.to_owned(), &words, None)
+    }
+
+    /// A fresh job tag, `J00000`, `J00001`, ... (unique on this connection).
+    pub fn next_tag(&self) -> String {
+        format!("J{:05}", self.shared.tags.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Subscribes to the broadcasts (`WARN`, `NOTE`, `TRACE`, unknown codes) that arrive
+    /// from now on. Which ones the server sends is chosen with [`Client::watch`].
+    ///
+    /// The subscription keeps the connection open until it is dropped.
+    pub fn events(&self) -> Events {
+        let rx = lock(&self.shared.events).resubscribe();
+        Events { rx, _client: self.clone() }
+    }
+
+    /// Takes the stream of service lines (`SVCJOB`, `SVCCANCEL`, `SVCCLAIM`) sent to this
+    /// connection; `None` if it was taken before. [`ServiceProvider`](crate::ServiceProvider)
+    /// takes it; lines arriving before it is taken are kept for it.
+    pub fn take_service_messages(&self) -> Option<ServiceMessages> {
+        lock(&self.shared.service).take().map(|rx| ServiceMessages { rx })
+    }
+
+    /// Whether the connection is gone (nothing more can be sent).
+    pub fn is_closed(&self) -> bool {
+        self.shared.requests.is_closed()
+    }
+
+    fn submit(&self, line: String, words: &[String], tag: Option<String>) -> Result<Reply, Error> {
+        let keyword = words.first().map(|w| w.to_ascii_uppercase()).unwrap_or_default();
+        let cancels = (keyword == "BGCANCEL" && words.len() == 2).then(|| words[1].clone());
+        let (replies, rx) = mpsc::unbounded_channel();
+        self.shared.requests.send(Request { line, replies, cancels }).map_err(|_| Error::Closed)?;
+        Ok(Reply {
+            keyword,
+            rx,
+            tag,
+            detached: false,
+            done: false,
+            requests: self.shared.requests.downgrade(),
+        })
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The answer to one command: its INFO lines as they arrive, then OK or a failure.
+///
+/// For a background job the `BGINFO`/`BGOK`/`BGFAIL` lines arrive here the same way, after
+/// the server detaches it.
+#[derive(Debug)]
+pub struct Reply {
+    keyword: String,
+    rx: mpsc::UnboundedReceiver<Response>,
+    tag: Option<String>,
+    detached: bool,
+    done: bool,
+    requests: mpsc::WeakUnboundedSender<Request>,
+}
+
+impl Reply {
+    /// The command keyword, upper case.
+    pub fn keyword(&self) -> &str {
+        &self.keyword
+    }
+
+    /// The background tag: the one this client chose, or the one in `BGDETACH`.
+    pub fn tag(&self) -> Option<&str> {
+        self.tag.as_deref()
+    }
+
+    /// Whether the server has detached the command into the background (as far as this
+    /// reply has read).
+    pub fn is_detached(&self) -> bool {
+        self.detached
+    }
+
+    /// The next INFO line's words; `None` once the server said OK.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Failed`] when the server said FAIL, [`Error::ConnectionLost`] or
+    /// [`Error::Closed`] when the connection went away first, [`Error::Cancelled`] when the
+    /// background job was cancelled. After the end, it keeps returning `Ok(None)`.
+    pub async fn next_info(&mut self) -> Result<Option<Vec<String>>, Error> {
+        while !self.done {
+            let response = self.rx.recv().await;
+            match response {
+                Some(Response::Info(words)) => return Ok(Some(words)),
+                Some(Response::Detached(tag)) => {
+                    self.detached = true;
+                    self.tag = Some(tag);
+                    continue;
+                }
+                _ => {}
+            }
+            self.done = true;
+            return match response {
+                Some(Response::Ok) => Ok(None),
+                Some(Response::Fail(failure)) => Err(Error::Failed(failure)),
+                Some(Response::Lost(reason)) => Err(Error::ConnectionLost(reason)),
+                Some(Response::Cancelled) => {
+                    Err(Error::Cancelled { tag: self.tag.clone().unwrap_or_default() })
+                }
+                Some(Response::Info(_) | Response::Detached(_)) | None => Err(Error::Closed),
+            };
+        }
+        Ok(None)
+    }
+
+    /// Every INFO line, once the command succeeded.
+    ///
+    /// # Errors
+    ///
+    /// As [`Reply::next_info`].
+    pub async fn collect(mut self) -> Result<Vec<Vec<String>>, Error> {
+        let mut lines = Vec::new();
+        while let Some(words) = self.next_info().await? {
+            lines.push(words);
+        }
+        Ok(lines)
+    }
+
+    /// Waits for OK from a command that answers with no INFO lines.
+    ///
+    /// # Errors
+    ///
+    /// As [`Reply::next_info`], and [`Error::Unexpected`] if INFO lines came.
+    pub async fn ok(self) -> Result<(), Error> {
+        let keyword = self.keyword.clone();
+        let lines = self.collect().await?;
+        if lines.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::unexpected(&keyword, format!("{} INFO lines, expected none", lines.len())))
+        }
+    }
+
+    /// The one INFO line of a command that answers with exactly one.
+    ///
+    /// # Errors
+    ///
+    /// As [`Reply::next_info`], and [`Error::Unexpected`] for any other number of lines.
+    pub async fn single(self) -> Result<Vec<String>, Error> {
+        let keyword = self.keyword.clone();
+        let mut lines = self.collect().await?;
+        if lines.len() == 1 {
+            Ok(lines.remove(0))
+        } else {
+            Err(Error::unexpected(&keyword, format!("{} INFO lines, expected one", lines.len())))
+        }
+    }
+
+    /// Cancels this background job with `BGCANCEL` and waits for the server to confirm.
+    /// This reply then ends with [`Error::Cancelled`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unexpected`] when the command is not a background job, the server's
+    /// failure (`unknown-tag` when the job has already finished), or a connection error.
+    pub async fn cancel(&self) -> Result<(), Error> {
+        let Some(tag) = self.tag.clone() else {
+            return Err(Error::unexpected(&self.keyword, "not a background job"));
+        };
+        let requests = self.requests.upgrade().ok_or(Error::Closed)?;
+        let (replies, rx) = mpsc::unbounded_channel();
+        let line = format_command(["BGCANCEL", &tag])?;
+        requests.send(Request { line, replies, cancels: Some(tag) }).map_err(|_| Error::Closed)?;
+        let reply = Reply {
+            keyword: "BGCANCEL".to_owned(),
+            rx,
+            tag: None,
+            detached: false,
+            done: false,
+            requests: self.requests.clone(),
+        };
+        reply.ok().await
+    }
+}
+
+/// A subscription to the server's broadcasts; see [`Client::events`].
+#[derive(Debug)]
+pub struct Events {
+    rx: broadcast::Receiver<Event>,
+    _client: Client,
+}
+
+impl Events {
+    /// The next broadcast; `None` once the connection is gone.
+    pub async fn recv(&mut self) -> Option<Event> {
+        match self.rx.recv().await {
+            Ok(event) => Some(event),
+            Err(broadcast::error::RecvError::Lagged(count)) => Some(Event::Missed { count }),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+}
+
+/// The service lines sent to a connection; see [`Client::take_service_messages`].
+#[derive(Debug)]
+pub struct ServiceMessages {
+    rx: mpsc::UnboundedReceiver<ServiceMessage>,
+}
+
+impl ServiceMessages {
+    /// The next service line; `None` once the connection is gone.
+    pub async fn recv(&mut self) -> Option<ServiceMessage> {
+        self.rx.recv().await
+    }
+}
+
+/// A command waiting to be sent or answered.
+#[derive(Debug)]
+struct Request {
+    line: String,
+    replies: mpsc::UnboundedSender<Response>,
+    /// For `BGCANCEL TAG`: the job that ends when the server says OK.
+    cancels: Option<String>,
+}
+
+impl Request {
+    fn respond(&self, response: Response) {
+        // The caller may have dropped its reply; the command still ran.
+        let _ = self.replies.send(response);
+    }
+}
+
+/// What the dispatcher tells a reply.
+#[derive(Debug)]
+enum Response {
+    Info(Vec<String>),
+    Detached(String),
+    Ok,
+    Fail(Failure),
+    Lost(Arc<Disconnect>),
+    Cancelled,
+}
+
+/// The task serving one connection.
+struct Driver<R, W> {
+    reader: LineReader<R>,
+    writer: W,
+    requests: mpsc::UnboundedReceiver<Request>,
+    queue: VecDeque<Request>,
+    foreground: Option<Request>,
+    jobs: HashMap<String, Request>,
+    events: broadcast::Sender<Event>,
+    service: mpsc::UnboundedSender<ServiceMessage>,
+}
+
+impl<R, W> Driver<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    async fn run(mut self) {
+        let Some(reason) = self.serve().await else {
+            tracing::debug!("admin connection closed by the client");
+            return;
+        };
+        tracing::debug!(%reason, "admin connection lost");
+        let reason = Arc::new(reason);
+        self.requests.close();
+        while let Ok(request) = self.requests.try_recv() {
+            self.queue.push_back(request);
+        }
+        let pending = self.foreground.take().into_iter().chain(self.queue.drain(..));
+        for request in pending.chain(self.jobs.drain().map(|(_, r)| r)) {
+            request.respond(Response::Lost(reason.clone()));
+        }
+    }
+
+    /// Serves the connection until it drops (the reason) or the client is done with it.
+    async fn serve(&mut self) -> Option<Disconnect> {
+        let mut accepting = true;
+        loop {
+            if self.foreground.is_none() {
+                if let Some(request) = self.queue.pop_front() {
+                    tracing::trace!(line = %request.line, "sending");
+                    let mut bytes = Vec::with_capacity(request.line.len() + 1);
+                    bytes.extend_from_slice(request.line.as_bytes());
+                    bytes.push(b'\n');
+                    let written = self.writer.write_all(&bytes).await;
+                    self.foreground = Some(request);
+                    if let Err(error) = written {
+                        return Some(Disconnect::Io(error));
+                    }
+                }
+            }
+            if !accepting && self.foreground.is_none() && self.jobs.is_empty() {
+                return None;
+            }
+            tokio::select! {
+                line = self.reader.next_line() => match line {
+                    Ok(Some(line)) => self.handle(&line),
+                    Ok(None) => return Some(Disconnect::Eof),
+                    Err(reason) => return Some(reason),
+                },
+                request = self.requests.recv(), if accepting => match request {
+                    Some(request) => self.queue.push_back(request),
+                    None => accepting = false,
+                },
+            }
+        }
+    }
+
+    fn handle(&mut self, line: &[u8]) {
+        let message = ServerMessage::parse(line);
+        tracing::trace!(?message, "received");
+        match message {
+            ServerMessage::Ok => self.finish_foreground(Response::Ok),
+            ServerMessage::Fail(failure) => self.finish_foreground(Response::Fail(failure)),
+            ServerMessage::Info(words) => match &self.foreground {
+                Some(request) => request.respond(Response::Info(words)),
+                None => tracing::warn!("INFO with no command in flight; ignored"),
+            },
+            ServerMessage::BgDetach(tag) => match self.foreground.take() {
+                Some(request) => {
+                    request.respond(Response::Detached(tag.clone()));
+                    if self.jobs.insert(tag.clone(), request).is_some() {
+                        // A correct server fails the command with `tag-exists` instead; the
+                        // older job's reply ends with `Error::Closed`.
+                        tracing::warn!(%tag, "server reused a live job tag");
+                    }
+                }
+                None => tracing::warn!(%tag, "BGDETACH with no command in flight; ignored"),
+            },
+            ServerMessage::BgInfo(tag, words) => match self.jobs.get(&tag) {
+                Some(request) => request.respond(Response::Info(words)),
+                None => tracing::warn!(%tag, "BGINFO for an unknown job; ignored"),
+            },
+            ServerMessage::BgOk(tag) => match self.jobs.remove(&tag) {
+                Some(request) => request.respond(Response::Ok),
+                None => tracing::warn!(%tag, "BGOK for an unknown job; ignored"),
+            },
+            ServerMessage::BgFail(tag, failure) => match self.jobs.remove(&tag) {
+                Some(request) => request.respond(Response::Fail(failure)),
+                None => tracing::warn!(%tag, "BGFAIL for an unknown job; ignored"),
+            },
+            ServerMessage::Event(event) => {
+                // No subscriber is not an error: nobody asked for broadcasts.
+                let _ = self.events.send(event);
+            }
+            ServerMessage::Service(message) => {
+                if self.service.send(message).is_err() {
+                    tracing::warn!("service line with no service provider; ignored");
+                }
+            }
+            ServerMessage::Malformed(text) => {
+                tracing::warn!(line = %text, "malformed line ignored")
+            }
+        }
+    }
+
+    fn finish_foreground(&mut self, response: Response) {
+        let Some(request) = self.foreground.take() else {
+            tracing::warn!("OK or FAIL with no command in flight; ignored");
+            return;
+        };
+        if matches!(response, Response::Ok) {
+            if let Some(job) = request.cancels.as_ref().and_then(|tag| self.jobs.remove(tag)) {
+                job.respond(Response::Cancelled);
+            }
+        }
+        request.respond(response);
+    }
+}
