@@ -1,0 +1,3 @@
+//! Benchmarks of the pty runner against its peers (not written yet).
+
+fn main() {}

@@ -1,0 +1,63 @@
+//! Finding the live processes of a session, as pidfds, so they can be signalled and
+//! waited for without racing pid reuse.
+
+use std::{fs, os::fd::OwnedFd};
+
+use nix::unistd::{Pid, getsid};
+
+use crate::sys;
+
+/// A live member of a session.
+#[derive(Debug)]
+pub(crate) struct Member {
+    pub(crate) pid: libc::pid_t,
+    pub(crate) pidfd: OwnedFd,
+}
+
+/// The processes of session `sid`, except `exclude`, each with a pidfd opened while the
+/// process was verified to be in the session (so a reused pid is never signalled).
+///
+/// One `getsid` per process of the system: much cheaper than reading every
+/// `/proc/<pid>/stat`. Zombies may be included; their pidfds are readable at once, so
+/// waiting for them costs nothing.
+pub(crate) fn members(sid: libc::pid_t, exclude: libc::pid_t) -> Vec<Member> {
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else { return found };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<libc::pid_t>().ok()) else {
+            continue;
+        };
+        if pid == exclude || session_of(pid) != Some(sid) {
+            continue;
+        }
+        let Ok(pidfd) = sys::pidfd_open(pid) else { continue };
+        // The pidfd names whichever process had this pid when it was opened; check again
+        // that it is the one in the session.
+        if session_of(pid) == Some(sid) {
+            found.push(Member { pid, pidfd });
+        }
+    }
+    found
+}
+
+/// The session id of a process, if it exists.
+fn session_of(pid: libc::pid_t) -> Option<libc::pid_t> {
+    getsid(Some(Pid::from_raw(pid))).ok().map(Pid::as_raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_session_is_found() {
+        let me = std::process::id().cast_signed();
+        let sid = getsid(None).unwrap().as_raw();
+        assert_eq!(session_of(me), Some(sid));
+        assert!(members(sid, 0).iter().any(|m| m.pid == me));
+        assert!(!members(sid, me).iter().any(|m| m.pid == me));
+        // Pid numbers never reach i32::MAX (pid_max is at most 2^22).
+        assert_eq!(session_of(i32::MAX), None);
+    }
+}
