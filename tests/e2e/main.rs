@@ -4,3 +4,4 @@
 //! through `env!("CARGO_BIN_EXE_<name>")`.
 
 mod facade;
+mod persona;

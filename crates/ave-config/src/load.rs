@@ -145,7 +145,13 @@ impl Authkeys {
         self.keys.is_empty()
     }
 
-    fn from_object(path: &Path, object: Object) -> Result<Self, Error> {
+    /// Checks the contents of an `authkeys.json` file already read with [`load`]; `path`
+    /// is for the error messages. [`load_authkeys`] does both (and warns about the mode).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidValue`] for a value that is neither a string nor `null`.
+    pub fn from_object(path: &Path, object: Object) -> Result<Self, Error> {
         let mut keys = BTreeMap::new();
         for (account, value) in object {
             let key = match value {
@@ -197,7 +203,13 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
-    fn from_object(path: &Path, mut object: Object) -> Result<Self, Error> {
+    /// Checks the contents of a `broker.json` file already read with [`load`]; `path` is
+    /// for the error messages.
+    ///
+    /// # Errors
+    ///
+    /// As [`load_broker`], for the contents.
+    pub fn from_object(path: &Path, mut object: Object) -> Result<Self, Error> {
         let missing = |key: &str| Error::MissingKey { path: path.to_owned(), key: key.to_owned() };
         let host = match object.remove("host").ok_or_else(|| missing("host"))? {
             Value::String(s) => s,

@@ -62,6 +62,10 @@ pub mod guide {
     //! Long-form documentation: the Markdown files of the workspace's `docs/` folder,
     //! published here so that their examples are compiled and run as doctests.
 
+    pub mod config_and_privileges {
+        #![doc = include_str!("../../../docs/config-and-privileges.md")]
+    }
+
     pub mod exceptions {
         #![doc = include_str!("../../../docs/exceptions.md")]
     }

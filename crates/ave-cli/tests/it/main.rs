@@ -1,5 +1,6 @@
 //! Integration tests of the `ave` binary: real runs of the program as a user types it.
 
+mod config;
 mod help;
 
 use std::process::{Command, Output};

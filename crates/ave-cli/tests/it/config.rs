@@ -1,0 +1,434 @@
+//! `ave config init|show|etc|bootstrap`, run as a user types them, on temporary homes.
+//!
+//! Tests that run `ave` as another user need root (CI is root) and print why they skip
+//! otherwise. Nothing here touches the real `/etc/ave/user` or any real home: `etc` gets a
+//! temporary `--path`, and the successful `bootstrap` runs in a private mount namespace
+//! whose `/etc/passwd` has an extra user with a temporary home.
+
+// Tests say on stdout why they skip.
+#![allow(clippy::print_stdout)]
+
+use std::{
+    fs,
+    os::unix::{fs::PermissionsExt, process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::OnceLock,
+};
+
+use crate::ave;
+
+const FILES: [&str; 8] = [
+    "broker.json",
+    "usbrel64.json",
+    "authkeys.json",
+    "jenkins.json",
+    "workspace.json",
+    "gerrit.json",
+    "panotti.json",
+    "handset.json",
+];
+
+/// A temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("ave-cli-config-{tag}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        Self(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn config(&self) -> PathBuf {
+        self.0.join(".ave/config")
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn lines(out: &Output) -> Vec<String> {
+    text(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+fn created(dir: &Path, names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| format!("Created {}", dir.join(n).display())).collect()
+}
+
+fn skipped(dir: &Path, names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| format!("WARNING: {} exists, skipped", dir.join(n).display())).collect()
+}
+
+fn is_root() -> bool {
+    ave::persona::current_user().is_ok_and(|u| u.uid == 0)
+}
+
+macro_rules! skip_unless_root {
+    ($why:literal) => {
+        if !is_root() {
+            println!(concat!("skipped: needs root to ", $why));
+            return;
+        }
+    };
+}
+
+/// Runs `ave` as `nobody`, from a copy every user can execute (the build folder may be
+/// under a home that is private to root).
+fn ave_as_nobody(args: &[&str]) -> Output {
+    static COPY: OnceLock<(TempDir, PathBuf)> = OnceLock::new();
+    let (_, exe) = COPY.get_or_init(|| {
+        let dir = TempDir::new("bin");
+        let exe = dir.path().join("ave");
+        fs::copy(env!("CARGO_BIN_EXE_ave"), &exe).unwrap();
+        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+        (dir, exe)
+    });
+    let nobody = ave::persona::lookup_user("nobody").unwrap();
+    Command::new(exe).args(args).uid(nobody.uid).gid(nobody.gid).current_dir("/").output().unwrap()
+}
+
+#[test]
+fn init_creates_the_eight_files_then_skips_them() {
+    let home = TempDir::new("init");
+    let out = ave(&["config", "init", "--home", home.arg()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(lines(&out), created(&home.config(), &FILES));
+    let keys = home.config().join("authkeys.json");
+    assert_eq!(fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o600);
+    let before = fs::read(&keys).unwrap();
+
+    let out = ave(&["config", "init", "--home", home.arg()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(lines(&out), skipped(&home.config(), &FILES));
+    assert_eq!(fs::read(&keys).unwrap(), before);
+}
+
+#[test]
+fn init_reports_skipped_files_first() {
+    // The original's config test t02, through the command line.
+    let home = TempDir::new("t02");
+    fs::create_dir_all(home.config()).unwrap();
+    fs::write(home.config().join("broker.json"), "").unwrap();
+    fs::write(home.config().join("workspace.json"), "").unwrap();
+    let out = ave(&["config", "init", "--home", home.arg()]);
+    assert_eq!(out.status.code(), Some(0));
+    let mut expected = skipped(&home.config(), &["broker.json", "workspace.json"]);
+    expected.extend(created(
+        &home.config(),
+        &[
+            "usbrel64.json",
+            "authkeys.json",
+            "jenkins.json",
+            "gerrit.json",
+            "panotti.json",
+            "handset.json",
+        ],
+    ));
+    assert_eq!(lines(&out), expected);
+    assert_eq!(fs::read(home.config().join("broker.json")).unwrap(), b"");
+}
+
+#[test]
+fn init_failure_exits_3_with_the_reason() {
+    let home = TempDir::new("initfail");
+    fs::write(home.path().join(".ave"), "a file where a folder should be").unwrap();
+    let out = ave(&["config", "init", "--home", home.arg()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(out.stdout.is_empty());
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "ERROR: could not bootstrap: could not create {}: ",
+            home.config().display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn show_reports_each_file_and_why_it_does_not_load() {
+    let home = TempDir::new("show");
+    ave(&["config", "init", "--home", home.arg()]);
+    let keys = home.config().join("authkeys.json");
+
+    let out = ave(&["config", "show", "--home", home.arg()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    for name in FILES {
+        assert!(
+            stdout.contains(&format!("{}: ok", home.config().join(name).display())),
+            "{name}: {stdout}"
+        );
+    }
+    assert!(
+        stdout.contains(&format!("{}: ok (accounts: admin, share)", keys.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains(":4000)"), "{stdout}");
+    assert!(!stdout.contains("WARNING"), "{stdout}");
+    // The keys themselves are never shown.
+    let key_text = fs::read_to_string(&keys).unwrap();
+    let admin: serde_json::Value = serde_json::from_str(&key_text).unwrap();
+    assert!(!stdout.contains(admin["admin"].as_str().unwrap()));
+
+    fs::set_permissions(&keys, fs::Permissions::from_mode(0o644)).unwrap();
+    let stdout = text(&ave(&["config", "show", "--home", home.arg()]).stdout);
+    assert!(
+        stdout.contains(&format!(
+            "{0}: WARNING: readable by others (mode 0644); run \"chmod 600 {0}\"",
+            keys.display()
+        )),
+        "{stdout}"
+    );
+
+    // Acceptance scenario 42's bad files, and the missing one.
+    let cases = [
+        ("", "not valid JSON encoding"),
+        (r#"["admin","share"]"#, "contents is not a dictionary: <type 'list'>"),
+        (r#"{"admin":3}"#, r#"value of "admin" is not a string: <type 'int'>"#),
+    ];
+    for (contents, expected) in cases {
+        fs::write(&keys, contents).unwrap();
+        let out = ave(&["config", "show", "--home", home.arg()]);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        assert!(stdout.contains(&format!("{}: INVALID: ", keys.display())), "{stdout}");
+        assert!(stdout.contains(expected), "{contents}: {stdout}");
+    }
+    fs::remove_file(&keys).unwrap();
+    let out = ave(&["config", "show", "--home", home.arg()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.contains(&format!("{}: missing", keys.display())), "{stdout}");
+    assert!(stdout.contains(&format!("run \"ave config init --home {}\"", home.arg())), "{stdout}");
+}
+
+#[test]
+fn show_lists_other_json_files_too() {
+    let home = TempDir::new("extra");
+    ave(&["config", "init", "--home", home.arg()]);
+    fs::write(home.config().join("adb_server.json"), r#"{"demote": false}"#).unwrap();
+    fs::write(home.config().join("relay.json"), "{").unwrap();
+    let out = ave(&["config", "show", "--home", home.arg()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(&format!("{}: ok", home.config().join("adb_server.json").display())));
+    assert!(stdout.contains(&format!("{}: INVALID: ", home.config().join("relay.json").display())));
+}
+
+#[test]
+fn etc_writes_name_home_and_uid_and_keeps_an_existing_user() {
+    let dir = TempDir::new("etc");
+    let path = dir.path().join("ave/user");
+    let p = path.to_str().unwrap();
+    let out = ave(&["config", "etc", "--path", p, "--user", "root"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(lines(&out), [format!("Created {p} (user \"root\", home /root, uid 0)")]);
+    let written: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(written, serde_json::json!({"name": "root", "home": "/root", "uid": 0}));
+
+    let out = ave(&["config", "etc", "--path", p, "--user", "root"]);
+    assert_eq!(lines(&out), [format!("{p} already names the user \"root\", unchanged")]);
+
+    let out = ave(&["config", "etc", "--path", p]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(lines(&out), [format!("{p} names the user \"root\" (home /root, uid 0)")]);
+
+    let out = ave(&["config", "etc", "--path", p, "--user", "nobody"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr).trim_end(),
+        format!(
+            "ERROR: {p} already names the user \"root\", not \"nobody\"; remove the file first to \
+             change it"
+        )
+    );
+    assert_eq!(
+        written,
+        serde_json::from_str::<serde_json::Value>(&fs::read_to_string(&path).unwrap()).unwrap()
+    );
+
+    let out = ave(&[
+        "config",
+        "etc",
+        "--path",
+        dir.path().join("other").to_str().unwrap(),
+        "--user",
+        "no-such-user-ave-cli",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr).trim_end(), "ERROR: no such user: no-such-user-ave-cli");
+}
+
+fn ave_with_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ave"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn etc_asks_for_the_user_when_none_is_given() {
+    let dir = TempDir::new("prompt");
+    let path = dir.path().join("user");
+    let p = path.to_str().unwrap();
+    let out = ave_with_stdin(&["config", "etc", "--path", p], "root\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).ends_with("Type a valid user name and press return: "));
+    assert_eq!(lines(&out), [format!("Created {p} (user \"root\", home /root, uid 0)")]);
+
+    let other = dir.path().join("other");
+    let out = ave_with_stdin(&["config", "etc", "--path", other.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).ends_with("ERROR: no user name given\n"), "{}", text(&out.stderr));
+    assert!(!other.exists());
+}
+
+#[test]
+fn etc_at_the_real_path_needs_root() {
+    skip_unless_root!("run ave as another user");
+    let out = ave_as_nobody(&["config", "etc", "--user", "root"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "ERROR: must call as root\n");
+}
+
+#[test]
+fn bootstrap_of_an_unknown_user_exits_3() {
+    let out = ave(&["config", "bootstrap", "--user", "no-such-user-ave-cli"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        text(&out.stderr),
+        "ERROR: could not bootstrap: no such user: no-such-user-ave-cli\n"
+    );
+}
+
+#[test]
+fn bootstrap_refuses_when_not_root() {
+    skip_unless_root!("run ave as another user");
+    let out = ave_as_nobody(&["config", "bootstrap", "--user", "daemon"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with(
+            "ERROR: could not bootstrap: only root can execute with modified privileges"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn bootstrap_drops_privileges_before_writing() {
+    skip_unless_root!("become another user");
+    // nobody's home does not exist and nobody cannot create it; root could. The failure
+    // proves the files would be written as the user, not as root.
+    let out = ave(&["config", "bootstrap", "--user", "nobody"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("ERROR: could not bootstrap: could not create /nonexistent/.ave/config: "),
+        "{err}"
+    );
+    assert!(err.contains("ermission denied"), "{err}");
+    assert!(!Path::new("/nonexistent").exists());
+}
+
+/// A user that exists only inside the mount namespace of the test.
+const FAKE_USER: &str = "ave-bootstrap-test";
+const FAKE_ID: u32 = 64242;
+
+/// Exit code of the namespace script when the fake user is not visible (e.g. a caching
+/// name service daemon answers from outside the namespace).
+const NOT_VISIBLE: i32 = 97;
+
+#[test]
+fn bootstrap_as_root_writes_the_users_files_as_that_user() {
+    skip_unless_root!("become another user");
+    let probe = Command::new("unshare").args(["--mount", "true"]).stderr(Stdio::null()).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        println!("skipped: `unshare --mount` is not available here (needed for a temporary user)");
+        return;
+    }
+    let scratch = TempDir::new("bootstrap");
+    let home = scratch.path().join("home");
+    fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(FAKE_ID), Some(FAKE_ID)).unwrap();
+    let passwd = scratch.path().join("passwd");
+    let group = scratch.path().join("group");
+    let mut p = fs::read_to_string("/etc/passwd").unwrap();
+    p.push_str(&format!("{FAKE_USER}:x:{FAKE_ID}:{FAKE_ID}::{}:/bin/sh\n", home.display()));
+    fs::write(&passwd, p).unwrap();
+    let mut g = fs::read_to_string("/etc/group").unwrap();
+    g.push_str(&format!("{FAKE_USER}:x:{FAKE_ID}:\n"));
+    fs::write(&group, g).unwrap();
+    for path in [&passwd, &group] {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
+    let script = format!(
+        "mount --bind \"$1\" /etc/passwd && mount --bind \"$2\" /etc/group || exit 98\n\
+         getent passwd {FAKE_USER} >/dev/null || exit {NOT_VISIBLE}\n\
+         shift 2; exec \"$@\""
+    );
+    let run = || {
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c", &script, "sh"])
+            .arg(&passwd)
+            .arg(&group)
+            .args([env!("CARGO_BIN_EXE_ave"), "config", "bootstrap", "--user", FAKE_USER])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    if out.status.code() == Some(NOT_VISIBLE) {
+        println!(
+            "skipped: the temporary user is not visible in the namespace (name service cache?)"
+        );
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    let config = home.join(".ave/config");
+    assert_eq!(lines(&out), created(&config, &FILES));
+    for name in FILES {
+        let meta = fs::metadata(config.join(name)).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!((meta.uid(), meta.gid()), (FAKE_ID, FAKE_ID), "{name}");
+        let mode = meta.permissions().mode() & 0o777;
+        if name == "authkeys.json" {
+            assert_eq!(mode, 0o600);
+        }
+    }
+    let out = run();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(lines(&out), skipped(&config, &FILES));
+    // The namespace is gone with its processes: the real user database never had the user.
+    let real = fs::read_to_string("/etc/passwd").unwrap();
+    assert!(!real.contains(FAKE_USER));
+}
