@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::{
     Error,
     load::config_dir,
-    write::{Outcome, Replace, write_new},
+    write::{Outcome, Replace, sync_dir, write_new},
 };
 
 /// The files [`create_default`] writes, in the order it writes them (the original's).
@@ -69,8 +69,14 @@ pub fn create_default(home: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), Error
                 created.push(path);
             }
             Ok(Outcome::Existed) => skipped.push(path),
-            Err(source) => return Err(Error::Create { path, source }),
+            Err(source) => {
+                sync_dir(&dir);
+                return Err(Error::Create { path, source });
+            }
         }
+    }
+    if !created.is_empty() {
+        sync_dir(&dir);
     }
     Ok((created, skipped))
 }

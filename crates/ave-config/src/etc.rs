@@ -13,7 +13,7 @@ use crate::{
     defaults::pretty,
     load::{Object, python2_type, read_object},
     users,
-    write::{Outcome, Replace, write_new},
+    write::{Outcome, Replace, sync_dir, write_new},
 };
 
 /// Where AVE services look for the user they run as.
@@ -91,7 +91,10 @@ pub fn create_etc(path: &Path, user: &str) -> Result<EtcCreated, Error> {
     }
     let text = pretty(&etc.to_json());
     match write_new(path, text.as_bytes(), 0o644, replace) {
-        Ok(Outcome::Written) => Ok(EtcCreated { user: etc, created: true }),
+        Ok(Outcome::Written) => {
+            sync_dir(path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")));
+            Ok(EtcCreated { user: etc, created: true })
+        }
         // Someone else wrote it in the meantime: judge what they wrote.
         Ok(Outcome::Existed) => match existing(path, user)? {
             Existing::Same(found) => Ok(EtcCreated { user: found, created: false }),

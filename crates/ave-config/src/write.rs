@@ -31,7 +31,8 @@ pub(crate) enum Replace {
 /// readers see either no file or the whole file.
 ///
 /// With [`Replace::Never`], an existing `path` is never touched, even one that appears
-/// while this function runs.
+/// while this function runs. The file's contents reach the disk before its name appears;
+/// the name itself is made durable by [`sync_dir`].
 pub(crate) fn write_new(
     path: &Path,
     contents: &[u8],
@@ -55,13 +56,15 @@ pub(crate) fn write_new(
     // After a link (or on failure) the temporary name is still there; after a rename it is
     // gone and this fails harmlessly.
     let _ = fs::remove_file(&temp);
-    if result.is_ok() {
-        // Make the new directory entry durable too; failure here loses nothing.
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
     result
+}
+
+/// Makes the directory entries written into `dir` durable: call it once after a series
+/// of [`write_new`]. Failure loses nothing that is not lost anyway, so it is ignored.
+pub(crate) fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
 }
 
 /// Gives the finished temporary file its final name unless that name exists.
