@@ -21,7 +21,7 @@ use std::{
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt},
     net::UnixStream,
-    sync::{broadcast, mpsc},
+    sync::{Notify, broadcast, mpsc},
 };
 
 use crate::{
@@ -101,6 +101,7 @@ impl ClientBuilder {
         let (requests_tx, requests_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = broadcast::channel(self.event_capacity);
         let (service_tx, service_rx) = mpsc::unbounded_channel();
+        let abandoned = Arc::new(Notify::new());
         let driver = Driver {
             reader: LineReader::new(read, self.max_line_len),
             writer: write,
@@ -110,6 +111,7 @@ impl ClientBuilder {
             jobs: HashMap::new(),
             events: events_tx,
             service: service_tx,
+            abandoned: abandoned.clone(),
         };
         tokio::spawn(driver.run());
         Client {
@@ -118,6 +120,7 @@ impl ClientBuilder {
                 events: Mutex::new(events_rx),
                 service: Mutex::new(Some(service_rx)),
                 tags: AtomicU64::new(0),
+                abandoned,
             }),
         }
     }
@@ -158,6 +161,8 @@ struct Shared {
     events: Mutex<broadcast::Receiver<Event>>,
     service: Mutex<Option<mpsc::UnboundedReceiver<ServiceMessage>>>,
     tags: AtomicU64,
+    /// Woken when a reply is dropped before its end.
+    abandoned: Arc<Notify>,
 }
 
 impl Client {
@@ -271,6 +276,7 @@ impl Client {
             detached: false,
             done: false,
             requests: self.shared.requests.downgrade(),
+            abandoned: self.shared.abandoned.clone(),
         })
     }
 }
@@ -291,6 +297,16 @@ pub struct Reply {
     detached: bool,
     done: bool,
     requests: mpsc::WeakUnboundedSender<Request>,
+    abandoned: Arc<Notify>,
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if !self.done {
+            // The dispatcher may be waiting only for this job before it closes.
+            self.abandoned.notify_one();
+        }
+    }
 }
 
 impl Reply {
@@ -408,6 +424,7 @@ impl Reply {
             detached: false,
             done: false,
             requests: self.requests.clone(),
+            abandoned: self.abandoned.clone(),
         };
         reply.ok().await
     }
@@ -481,6 +498,7 @@ struct Driver<R, W> {
     jobs: HashMap<String, Request>,
     events: broadcast::Sender<Event>,
     service: mpsc::UnboundedSender<ServiceMessage>,
+    abandoned: Arc<Notify>,
 }
 
 impl<R, W> Driver<R, W>
@@ -522,7 +540,11 @@ where
                     }
                 }
             }
-            if !accepting && self.foreground.is_none() && self.jobs.is_empty() {
+            // Once every handle is gone, only commands someone waits for keep the
+            // connection: queued ones are still sent, and background jobs whose replies
+            // were dropped are abandoned.
+            let waited_for = self.jobs.values().any(|job| !job.replies.is_closed());
+            if !accepting && self.foreground.is_none() && !waited_for {
                 return None;
             }
             tokio::select! {
@@ -535,6 +557,7 @@ where
                     Some(request) => self.queue.push_back(request),
                     None => accepting = false,
                 },
+                () = self.abandoned.notified() => {},
             }
         }
     }

@@ -223,7 +223,8 @@ fn ping_result(command: &str, words: Vec<String>) -> Result<PingResult, Error> {
                 .and_then(|m| m.parse::<f64>().ok())
                 .filter(|m| m.is_finite() && *m >= 0.0)
                 .ok_or_else(|| Error::unexpected(command, format!("bad ping time {words:?}")))?;
-            Ok(PingResult::Ok { rtt: Duration::from_secs_f64(millis / 1000.0) })
+            // Whole nanoseconds, rounded: `from_secs_f64` would truncate 0.25 ms to 249.999 µs.
+            Ok(PingResult::Ok { rtt: Duration::from_nanos((millis * 1e6).round() as u64) })
         }
         Some("ping-timeout") => Ok(PingResult::Timeout),
         Some("ping-peer-died") => Ok(PingResult::PeerDied),
