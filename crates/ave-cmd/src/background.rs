@@ -702,7 +702,10 @@ impl Background {
         }
     }
 
-    async fn collect_async(&mut self, collector: &mut Collector) -> Result<(), Result<Stop, Error>> {
+    async fn collect_async(
+        &mut self,
+        collector: &mut Collector,
+    ) -> Result<(), Result<Stop, Error>> {
         let argv = &self.argv;
         self.master
             .make_async(MASTER_INTEREST)
@@ -710,7 +713,8 @@ impl Background {
         self.pidfd
             .make_async(Interest::READABLE)
             .map_err(|e| Err(os_error(argv, "registering the pidfd", e)))?;
-        let deadline = self.options.timeout.map(|t| tokio::time::Instant::from_std(self.started + t));
+        let deadline =
+            self.options.timeout.map(|t| tokio::time::Instant::from_std(self.started + t));
         let mut linger_until: Option<tokio::time::Instant> = None;
         let mut buf = vec![0; BUF_SIZE];
         let far = tokio::time::Instant::now() + Duration::from_secs(86400 * 365);

@@ -30,7 +30,8 @@ pub(crate) fn start(argv: &Argv, options: &Options) -> Result<Started, Error> {
         let _ = debug.write_chunk(format!("{argv}\n").as_bytes());
     }
     let cmd = || argv.as_slice().to_vec();
-    let exec_error = |error: io::Error| Error::Exec { cmd: cmd(), program: program.to_owned(), error };
+    let exec_error =
+        |error: io::Error| Error::Exec { cmd: cmd(), program: program.to_owned(), error };
     let os_error = |operation, source| Error::Os { cmd: cmd(), operation, source };
 
     let cwd = match &options.cwd {
@@ -80,7 +81,10 @@ pub(crate) fn start(argv: &Argv, options: &Options) -> Result<Started, Error> {
         Ok(pidfd) => pidfd,
         Err(error) => {
             // Without a pidfd (Linux < 5.3) the child cannot be waited for properly; end it.
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(raw_pid), nix::sys::signal::SIGKILL);
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(raw_pid),
+                nix::sys::signal::SIGKILL,
+            );
             let _ = sys::waitpid(raw_pid, false);
             return Err(os_error("opening a pidfd", error));
         }

@@ -69,6 +69,9 @@ pub(crate) fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::R
     Ok(())
 }
 
+// `spawn` writes the first 8 bytes of a `sigset_t`.
+const _: () = assert!(size_of::<libc::sigset_t>() >= 8);
+
 /// What the child is started with.
 pub(crate) struct SpawnRequest<'a> {
     /// The path to execute (already resolved through `PATH`).
@@ -120,6 +123,14 @@ pub(crate) fn spawn(request: &SpawnRequest<'_>) -> io::Result<libc::pid_t> {
         let mut all = MaybeUninit::<libc::sigset_t>::uninit();
         // SAFETY: `sigfillset` initialises the set it is given.
         cvt(unsafe { libc::sigfillset(all.as_mut_ptr()) })?;
+        // glibc's `sigfillset` leaves out the two signals it uses internally (32 and 33),
+        // and its `posix_spawn` then sets them to SIG_IGN in the child, which exec keeps.
+        // Add them by hand so the program starts with every disposition at its default.
+        // SAFETY: on Linux, glibc's `sigset_t` is the kernel's signal bitmap, an array of
+        // at least 64 bits where signal n is bit n-1; the first 8 bytes hold signals 1 to
+        // 64, all of Linux's signals. The set was initialised just before, and the write
+        // stays within it (`sigset_t` is 128 bytes).
+        unsafe { all.as_mut_ptr().cast::<u64>().write_unaligned(u64::MAX) };
         let mut none = MaybeUninit::<libc::sigset_t>::uninit();
         // SAFETY: `sigemptyset` initialises the set it is given.
         cvt(unsafe { libc::sigemptyset(none.as_mut_ptr()) })?;
@@ -150,11 +161,7 @@ pub(crate) fn spawn(request: &SpawnRequest<'_>) -> io::Result<libc::pid_t> {
 }
 
 fn null_terminated(strings: &[CString]) -> Vec<*mut libc::c_char> {
-    strings
-        .iter()
-        .map(|s| s.as_ptr().cast_mut())
-        .chain(std::iter::once(ptr::null_mut()))
-        .collect()
+    strings.iter().map(|s| s.as_ptr().cast_mut()).chain(std::iter::once(ptr::null_mut())).collect()
 }
 
 /// An initialised `posix_spawn_file_actions_t`, destroyed on drop.
