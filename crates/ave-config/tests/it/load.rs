@@ -91,6 +91,49 @@ fn exposed_key_files_are_detected() {
     assert_eq!(key_file_exposure(&path).unwrap(), None);
 }
 
+/// Runs `f` with a subscriber that collects the log output as text.
+fn logs_of(f: impl FnOnce()) -> String {
+    use std::sync::{Arc, Mutex};
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let writer = Arc::clone(&buffer);
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || Sink(Arc::clone(&writer)))
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    String::from_utf8(buffer.lock().unwrap().clone()).unwrap()
+}
+
+#[test]
+fn loading_exposed_keys_logs_a_warning() {
+    let home = TempHome::new("warn");
+    create_default(home.path()).unwrap();
+    let path = home.config().join("authkeys.json");
+    let quiet = logs_of(|| {
+        load_authkeys(home.path()).unwrap();
+    });
+    assert!(!quiet.contains("WARN"), "{quiet}");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+    let logged = logs_of(|| {
+        load_authkeys(home.path()).unwrap();
+    });
+    assert!(logged.contains("WARN"), "{logged}");
+    assert!(logged.contains("authkeys.json is readable by others"), "{logged}");
+    assert!(logged.contains("mode=0640"), "{logged}");
+}
+
 #[test]
 fn any_file_loads_as_an_object_and_a_directory_is_a_read_error() {
     let home = TempHome::new("generic");
