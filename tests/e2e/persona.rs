@@ -79,6 +79,22 @@ fn becoming_nobody_switches_every_id_and_drops_roots_groups() {
 }
 
 #[test]
+fn root_that_only_stepped_aside_drops_root_for_good() {
+    skip_unless_root!();
+    let nobody = ave::persona::lookup_user("nobody").unwrap();
+    let report = drop_fixture(&["--extra-groups", "0,4", "--seteuid", "nobody", "nobody"]);
+    // Before: effective uid nobody, but real and saved uid still root (it could go back).
+    assert_eq!(report["uid_before"], format!("0 {0} 0 {0}", nobody.uid), "{report}");
+    // The original saw "already nobody" here and kept root within reach; now every id and
+    // group is nobody's.
+    assert_eq!(report["result"]["ok"], nobody.home.to_str().unwrap(), "{report}");
+    assert_eq!(report["status"]["Uid"], all_four(nobody.uid), "{report}");
+    assert_eq!(report["status"]["Gid"], all_four(nobody.gid), "{report}");
+    assert!(!group_set(&report["status"]["Groups"]).contains(&0), "{report}");
+    assert!(!group_set(&report["status"]["Groups"]).contains(&4), "{report}");
+}
+
+#[test]
 fn a_user_who_is_not_root_cannot_become_another() {
     skip_unless_root!();
     let nobody = ave::persona::lookup_user("nobody").unwrap();

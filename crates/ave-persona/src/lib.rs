@@ -172,13 +172,14 @@ pub fn current_user() -> Result<UserInfo, Error> {
 /// Makes this process run as the user `name`, for good, and returns the user's home
 /// directory.
 ///
-/// If the process already runs as that user (its effective uid is the user's), nothing
-/// is switched (any different real or saved uid is set to it); otherwise the process must
-/// run as root. The switch sets the supplementary groups from the group database
-/// (`initgroups`), then the real, effective and saved gids, then the real, effective and
-/// saved uids, and reads each back; for a non-root user it also checks that no
-/// capability is left. In every successful case `HOME`, `USER` and `LOGNAME` are set to
-/// the user's.
+/// If the process already runs as that user (real, effective and saved uids), nothing is
+/// switched. Otherwise it must run as root, or at least hold root as its real or saved uid
+/// (root that only changed its effective uid is made to drop root for good); a non-root
+/// process whose effective uid is the user's only aligns its real and saved uids. The
+/// switch sets the supplementary groups from the group database (`initgroups`), then the
+/// real, effective and saved gids, then the real, effective and saved uids, and reads each
+/// back; for a non-root user it also checks that no capability is left. In every
+/// successful case `HOME`, `USER` and `LOGNAME` are set to the user's.
 ///
 /// Call it early in `main`, **before starting any thread**: the environment can only be
 /// changed safely by a process with a single thread, so this function counts the threads
@@ -189,7 +190,8 @@ pub fn current_user() -> Result<UserInfo, Error> {
 /// - [`Error::NoSuchUser`] or [`Error::Lookup`] if the user cannot be found;
 /// - [`Error::Threaded`] or [`Error::ThreadCount`] if the process has (or may have) more
 ///   than one thread;
-/// - [`Error::NotRoot`] if the process is neither root nor that user;
+/// - [`Error::NotRoot`] if the process is neither root (real, effective or saved uid) nor
+///   that user;
 /// - [`Error::Switch`] or [`Error::Verify`] if a step fails or does not take effect. The
 ///   process may then be half switched and should exit.
 ///
@@ -204,22 +206,28 @@ pub fn become_user(name: &str) -> Result<PathBuf, Error> {
     let target = Uid::from_raw(user.uid);
     let group = Gid::from_raw(user.gid);
     let ids = getresuid().map_err(|e| switch_error("getresuid()", e))?;
-    if ids.effective == target {
-        if ids.real != target || ids.saved != target {
-            // Allowed without privileges: every new id is the current effective one.
-            setresuid(target, target, target).map_err(|e| {
-                switch_error(&format!("setresuid({target}, {target}, {target})"), e)
-            })?;
-            verify_uids(target)?;
+    let root = Uid::from_raw(0);
+    if (ids.real, ids.effective, ids.saved) == (target, target, target) {
+        // Already that user, for good.
+    } else if [ids.real, ids.effective, ids.saved].contains(&root) {
+        if !ids.effective.is_root() {
+            // Root dropped only its effective uid (seteuid) and could take it back at any
+            // time; take it back now, so that the switch below drops root for good,
+            // supplementary groups included. Allowed because 0 is one of the current ids.
+            setresuid(root, root, root).map_err(|e| switch_error("setresuid(0, 0, 0)", e))?;
         }
-    } else if !ids.effective.is_root() {
+        switch(&user, target, group)?;
+    } else if ids.effective == target {
+        // Allowed without privileges: every new id is the current effective one.
+        setresuid(target, target, target)
+            .map_err(|e| switch_error(&format!("setresuid({target}, {target}, {target})"), e))?;
+        verify_uids(target)?;
+    } else {
         return Err(Error::NotRoot {
             name: user.name,
             target: user.uid,
             uid: ids.effective.as_raw(),
         });
-    } else {
-        switch(&user, target, group)?;
     }
     set_environment(&user)?;
     Ok(user.home)
