@@ -1,12 +1,29 @@
 //! `ave run`: run a command on a fresh pty.
+//!
+//! Exit codes: the command's own; 128+N if signal N killed it; 124 if it timed out (once
+//! its whole session is gone); 127 if it cannot be found; 126 if it cannot be executed;
+//! 125 if `ave run` itself failed (working directory, output file, pty allocation); and
+//! 128+N if `ave run` got signal N (SIGINT, SIGTERM, SIGHUP), which ends the command's
+//! session first. A closed stdout ends the command and exits 141 (SIGPIPE's 128+13), as
+//! the command itself would have.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    fs::File,
+    io::{self, Write},
+    path::PathBuf,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use ave::cmd::{Argv, Error, ExitStatus, Options, run_async};
+use serde_json::{Value, json};
+use tokio::signal::unix::{SignalKind, signal};
 
 /// Arguments of `ave run`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// End the command's whole session after this many seconds (exit 124).
-    #[arg(long, value_name = "SECS")]
+    /// End the command's whole session after this many seconds (exit 124). 0: no timeout.
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     timeout: Option<f64>,
     /// Working directory of the command.
     #[arg(long, value_name = "DIR")]
@@ -30,7 +47,195 @@ pub(crate) struct Args {
     cmd: Vec<String>,
 }
 
+fn parse_timeout(text: &str) -> Result<f64, String> {
+    let secs: f64 = text.parse().map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !secs.is_finite() || secs < 0.0 || Duration::try_from_secs_f64(secs).is_err() {
+        return Err(format!("`{text}` is not a usable number of seconds"));
+    }
+    Ok(secs)
+}
+
+/// `ave run` failed itself (not the command).
+const EXIT_OWN_FAILURE: u8 = 125;
+const EXIT_CANNOT_EXECUTE: u8 = 126;
+const EXIT_NOT_FOUND: u8 = 127;
+const EXIT_TIMEOUT: u8 = 124;
+const EXIT_BROKEN_PIPE: u8 = 128 + 13;
+
 pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
-    let _ = args;
-    anyhow::bail!("`ave run` is not implemented yet (ave-cmd issue)")
+    let argv = Argv::new(args.cmd);
+    let mut options = Options::new().debug(args.debug);
+    if let Some(secs) = args.timeout {
+        options = options.timeout(Duration::from_secs_f64(secs));
+    }
+    if let Some(dir) = &args.cwd {
+        options = options.cwd(dir);
+    }
+    let file = match &args.output {
+        Some(path) => match File::create(path) {
+            Ok(file) => Some(file),
+            Err(error) => {
+                eprintln!("ave: cannot create {}: {error}", path.display());
+                return Ok(ExitCode::from(EXIT_OWN_FAILURE));
+            }
+        },
+        None => None,
+    };
+    options = if args.json {
+        // Keep the output for the JSON object; copy it to the file as it comes.
+        match file {
+            Some(file) => options.output(file),
+            None => options,
+        }
+    } else {
+        options.output(Tee { stdout: io::stdout(), file }).keep_output(false)
+    };
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let started = Instant::now();
+    let outcome = runtime.block_on(async {
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut hangup = signal(SignalKind::hangup())?;
+        // Dropping the run on a signal kills the command's whole session.
+        anyhow::Ok(tokio::select! {
+            result = run_async(argv.clone(), &options) => Outcome::Ran(result),
+            _ = interrupt.recv() => Outcome::Signal(libc_signal::SIGINT),
+            _ = terminate.recv() => Outcome::Signal(libc_signal::SIGTERM),
+            _ = hangup.recv() => Outcome::Signal(libc_signal::SIGHUP),
+        })
+    })?;
+    let duration = started.elapsed();
+    let result = match outcome {
+        Outcome::Ran(result) => result,
+        Outcome::Signal(signal) => {
+            tracing::info!(signal, "interrupted; the command's session was ended");
+            return Ok(ExitCode::from(128 + signal));
+        }
+    };
+    Ok(ExitCode::from(if args.json {
+        report_json(&argv, result, duration)
+    } else {
+        report(result)
+    }))
+}
+
+/// Signal numbers, without a dependency for three constants.
+mod libc_signal {
+    pub(super) const SIGHUP: u8 = 1;
+    pub(super) const SIGINT: u8 = 2;
+    pub(super) const SIGTERM: u8 = 15;
+}
+
+enum Outcome {
+    Ran(Result<ave::cmd::Output, Error>),
+    Signal(u8),
+}
+
+/// The exit code for a status: the code, or 128 + the signal.
+fn status_code(status: ExitStatus) -> u8 {
+    u8::try_from(status.shell_code()).unwrap_or(u8::MAX)
+}
+
+/// Streaming mode: the output has been written; say what went wrong, if anything.
+fn report(result: Result<ave::cmd::Output, Error>) -> u8 {
+    match result {
+        Ok(output) => status_code(output.status),
+        Err(error) => {
+            let code = error_code(&error);
+            if code != EXIT_BROKEN_PIPE {
+                eprintln!("ave: {}", describe(&error));
+            }
+            code
+        }
+    }
+}
+
+/// JSON mode: one object with the output, the exit, whether it timed out and how long it
+/// took (and `error` when the command did not run to its end for another reason).
+fn report_json(argv: &Argv, result: Result<ave::cmd::Output, Error>, duration: Duration) -> u8 {
+    let (output, exit, timed_out, error, code) = match result {
+        Ok(out) => {
+            let code = status_code(out.status);
+            (out.output, exit_json(out.status), false, None, code)
+        }
+        Err(Error::Timeout { output, status, .. }) => {
+            (output, exit_json(status), true, None, EXIT_TIMEOUT)
+        }
+        Err(error) => {
+            let code = error_code(&error);
+            let exit = json!({ "code": code });
+            (error.output().to_vec(), exit, false, Some(describe(&error)), code)
+        }
+    };
+    let mut object = json!({
+        "output": String::from_utf8_lossy(&output),
+        "exit": exit,
+        "timed_out": timed_out,
+        "duration_s": duration.as_secs_f64(),
+    });
+    if let Some(error) = error {
+        object["error"] = Value::String(error);
+    }
+    tracing::debug!(cmd = %argv, "finished");
+    println!("{object}");
+    code
+}
+
+fn exit_json(status: ExitStatus) -> Value {
+    match status {
+        ExitStatus::Exited(code) => json!({ "code": code }),
+        ExitStatus::Signaled(signal) => json!({ "signal": signal }),
+    }
+}
+
+fn error_code(error: &Error) -> u8 {
+    match error {
+        Error::Timeout { .. } => EXIT_TIMEOUT,
+        Error::Exec { .. } if error.is_not_found() => EXIT_NOT_FOUND,
+        Error::Exec { .. } => EXIT_CANNOT_EXECUTE,
+        Error::Sink { source, .. } if source.kind() == io::ErrorKind::BrokenPipe => {
+            EXIT_BROKEN_PIPE
+        }
+        _ => EXIT_OWN_FAILURE,
+    }
+}
+
+/// The error with its causes, for stderr.
+fn describe(error: &Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if let Error::Timeout { cmd, .. } = error {
+        text = format!("`{}` timed out; its session was ended", cmd.join(" "));
+    }
+    text
+}
+
+/// Streams output to stdout and, optionally, a file.
+struct Tee {
+    stdout: io::Stdout,
+    file: Option<File>,
+}
+
+impl Write for Tee {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.stdout.write_all(data)?;
+        if let Some(file) = &mut self.file {
+            file.write_all(data)?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stdout.flush()?;
+        if let Some(file) = &mut self.file {
+            file.flush()?;
+        }
+        Ok(())
+    }
 }

@@ -2,6 +2,7 @@
 
 mod config;
 mod help;
+mod run;
 
 use std::process::{Command, Output};
 

@@ -1,0 +1,223 @@
+//! `ave run`: streaming, exit codes (124, 126, 127, 128+N), `--json`, `--output`,
+//! `--cwd`, `--debug`, and signals to `ave run` itself.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::atomic::{AtomicUsize, Ordering},
+};
+
+use serde_json::Value;
+
+use crate::ave;
+
+/// A fresh empty directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("ave-cli-run-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap();
+        TempDir(path.canonicalize().unwrap())
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The live (not zombie) processes of session `sid`, from `/proc`.
+fn live_in_session(sid: &str) -> Vec<String> {
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = fs::read_to_string(format!("/proc/{name}/stat")) else { continue };
+        let Some(close) = stat.rfind(')') else { continue };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        if fields.get(3) == Some(&sid) && !matches!(fields.first(), Some(&("Z" | "X"))) {
+            pids.push(name);
+        }
+    }
+    pids
+}
+
+fn json(args: &[&str]) -> (Value, Option<i32>) {
+    let out = ave(args);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let value: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (value, out.status.code())
+}
+
+#[test]
+fn output_is_merged_and_the_exit_code_is_the_commands() {
+    let out = ave(&["run", "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.stdout, b"out\r\nerr\r\n");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn exit_codes_follow_the_contract() {
+    let cases: &[(&[&str], i32)] = &[
+        (&["run", "true"], 0),
+        (&["run", "sh", "-c", "exit 255"], 255),
+        (&["run", "ls", "/this/does/not/exist"], 2),
+        (&["run", "sh", "-c", "kill -9 $$"], 128 + 9),
+        (&["run", "sh", "-c", "kill -TERM $$"], 128 + 15),
+        (&["run", "--timeout", "0.2", "sleep", "10"], 124),
+        (&["run", "this-program-does-not-exist"], 127),
+        (&["run", "--cwd", "/nonexistent", "true"], 125),
+    ];
+    for (args, code) in cases {
+        let out = ave(args);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {out:?}");
+    }
+}
+
+#[test]
+fn a_program_that_cannot_be_executed_exits_126() {
+    let dir = TempDir::new();
+    let file = dir.path().join("script");
+    fs::write(&file, "#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = ave(&["run", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(126));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("cannot execute") && stderr.contains("Permission denied"), "{stderr}");
+    let out = ave(&["run", "this-program-does-not-exist"]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("No such file or directory"), "{stderr}");
+}
+
+#[test]
+fn a_timeout_ends_the_whole_session() {
+    let out =
+        ave(&["run", "--timeout", "0.3", "--", "sh", "-c", "echo $$; sleep 1000 & sleep 1000"]);
+    assert_eq!(out.status.code(), Some(124));
+    let sid = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(!sid.is_empty());
+    assert_eq!(live_in_session(&sid), Vec::<String>::new());
+    assert!(String::from_utf8(out.stderr).unwrap().contains("timed out"));
+}
+
+#[test]
+fn json_reports_output_exit_timeout_and_duration() {
+    let (value, code) = json(&["run", "--json", "--", "sh", "-c", "echo hi; exit 4"]);
+    assert_eq!(code, Some(4));
+    assert_eq!(value["output"], "hi\r\n");
+    assert_eq!(value["exit"], serde_json::json!({ "code": 4 }));
+    assert_eq!(value["timed_out"], false);
+    assert!(value["duration_s"].as_f64().unwrap() >= 0.0);
+    assert_eq!(value.as_object().unwrap().len(), 4, "{value}");
+
+    let (value, code) = json(&["run", "--json", "--", "sh", "-c", "kill -9 $$"]);
+    assert_eq!(code, Some(137));
+    assert_eq!(value["exit"], serde_json::json!({ "signal": 9 }));
+
+    let (value, code) = json(&[
+        "run",
+        "--json",
+        "--timeout",
+        "0.2",
+        "--",
+        "sh",
+        "-c",
+        "echo so far; exec sleep 10",
+    ]);
+    assert_eq!(code, Some(124));
+    assert_eq!(value["timed_out"], true);
+    assert_eq!(value["output"], "so far\r\n");
+    assert_eq!(value["exit"], serde_json::json!({ "signal": 15 }));
+    assert!(value["duration_s"].as_f64().unwrap() >= 0.2);
+
+    let (value, code) = json(&["run", "--json", "this-program-does-not-exist"]);
+    assert_eq!(code, Some(127));
+    assert_eq!(value["exit"], serde_json::json!({ "code": 127 }));
+    assert!(value["error"].as_str().unwrap().contains("No such file or directory"));
+}
+
+#[test]
+fn output_goes_to_the_file_too() {
+    let dir = TempDir::new();
+    let file = dir.path().join("out.log");
+    let out =
+        ave(&["run", "--output", file.to_str().unwrap(), "--", "sh", "-c", "echo one; echo two"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout, b"one\r\ntwo\r\n");
+    assert_eq!(fs::read(&file).unwrap(), b"one\r\ntwo\r\n");
+
+    let (value, _) = json(&["run", "--json", "--output", file.to_str().unwrap(), "echo", "three"]);
+    assert_eq!(value["output"], "three\r\n");
+    assert_eq!(fs::read(&file).unwrap(), b"three\r\n");
+
+    let out = ave(&["run", "--output", "/nonexistent/dir/file", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+}
+
+#[test]
+fn cwd_sets_the_working_directory() {
+    let dir = TempDir::new();
+    let out = ave(&["run", "--cwd", dir.path().to_str().unwrap(), "pwd"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), dir.path().to_str().unwrap());
+}
+
+#[test]
+fn debug_traces_on_stderr_and_is_silent_otherwise() {
+    let out = ave(&["run", "--debug", "echo", "-n", "hello"]);
+    assert_eq!(out.stdout, b"hello");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("echo -n hello") && stderr.contains("hello"), "{stderr}");
+
+    let out = ave(&["run", "echo", "-n", "hello"]);
+    assert_eq!(out.stdout, b"hello");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn arguments_after_the_command_are_its_own() {
+    let out = ave(&["run", "echo", "--json", "-n", "--timeout"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout, b"--json -n --timeout\r\n");
+}
+
+/// Output is streamed while the command runs; a signal to `ave run` ends the command's
+/// session and exits 128+N.
+#[test]
+fn output_streams_and_signals_end_the_session() {
+    for (signal, code) in [("TERM", 143), ("INT", 130), ("HUP", 129)] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ave"))
+            .args(["run", "--", "sh", "-c", "sleep 1000 & echo $$; exec sleep 1000"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        let sid = line.trim().to_owned();
+        assert_eq!(live_in_session(&sid).len(), 2, "the command runs while its output streams");
+        let kill = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "SIG{signal}");
+        assert_eq!(live_in_session(&sid), Vec::<String>::new(), "SIG{signal}");
+    }
+}
