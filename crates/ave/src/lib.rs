@@ -73,4 +73,9 @@ pub mod guide {
     pub mod profiles {
         #![doc = include_str!("../../../docs/profiles.md")]
     }
+
+    #[cfg(feature = "tripe")]
+    pub mod tripe {
+        #![doc = include_str!("../../../docs/tripe.md")]
+    }
 }

@@ -3,6 +3,7 @@
 mod config;
 mod help;
 mod run;
+mod tripe;
 
 use std::process::{Command, Output};
 

@@ -1,0 +1,255 @@
+//! `ave tripe` against the simulated TrIPE server of ave-tripe's tests: INFO lines
+//! re-quoted on stdout, exit 0 on OK, 1 with the FAIL tokens on stderr, 2 for a command
+//! that cannot be sent, 3 for an unreachable socket, and `--watch`.
+
+#[path = "../../../ave-tripe/tests/sim/mod.rs"]
+mod sim;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use self::sim::{Sim, WATCH_NOTE, WATCH_TRACE, WATCH_WARN};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// Runs `ave tripe ARGS...` with `env` added to its environment (and `TRIPESOCK` and
+/// `TRIPEDIR` removed unless given), bounded in time.
+fn tripe(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ave"));
+    command.arg("tripe").args(args).env_remove("TRIPESOCK").env_remove("TRIPEDIR");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ave");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(LIMIT) {
+        Ok(output) => output.expect("ave's output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("ave tripe {args:?} timed out");
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).expect("UTF-8 output")
+}
+
+#[test]
+fn ok_prints_the_info_lines_requoted() {
+    let sim = Sim::start();
+    sim.add_peer("alice", &["INET", "10.0.0.1", "4070"]);
+    sim.add_peer("bob", &["INET", "10.0.0.2", "4070"]);
+    let socket = sim.path().to_str().unwrap();
+
+    let out = tripe(&["--socket", socket, "LIST"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "alice\nbob\n");
+
+    sim.script("QUOTED", &[b"INFO 'a b' c \"it's\" '' back\\\\slash", b"OK"]);
+    let out = tripe(&["--socket", socket, "QUOTED"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "\"a b\" c \"it's\" \"\" \"back\\\\slash\"\n");
+
+    // Each argument is one word, quoted for the server.
+    let out = tripe(&["--socket", socket, "NOTIFY", "hello world", "-x"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    assert!(sim.received().iter().any(|l| l == "NOTIFY \"hello world\" -x"));
+
+    // A background job through the command line: its BGINFO lines are printed.
+    let out = tripe(&["--socket", socket, "PING", "-background", "T1", "alice"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "ping-ok 0.25\n");
+}
+
+#[test]
+fn the_socket_is_found_from_the_directory_and_the_environment() {
+    let sim = Sim::start();
+    let dir = sim.dir().to_str().unwrap();
+    let socket = sim.path().to_str().unwrap();
+    let expected = "ave-tripe-sim 1.0.0\n";
+
+    let out = tripe(&["--dir", dir, "VERSION"], &[]);
+    assert_eq!(text(&out.stdout), expected, "{}", text(&out.stderr));
+    let out = tripe(&["VERSION"], &[("TRIPEDIR", dir)]);
+    assert_eq!(text(&out.stdout), expected, "{}", text(&out.stderr));
+    let out = tripe(&["VERSION"], &[("TRIPESOCK", socket)]);
+    assert_eq!(text(&out.stdout), expected, "{}", text(&out.stderr));
+    // A relative socket is taken inside the directory.
+    let out = tripe(&["--dir", dir, "--socket", "tripesock", "VERSION"], &[]);
+    assert_eq!(text(&out.stdout), expected, "{}", text(&out.stderr));
+    let out = tripe(&["VERSION"], &[("TRIPEDIR", dir), ("TRIPESOCK", "tripesock")]);
+    assert_eq!(text(&out.stdout), expected, "{}", text(&out.stderr));
+    // The argument wins over the environment.
+    let out = tripe(&["--socket", socket, "VERSION"], &[("TRIPESOCK", "/nonexistent/sock")]);
+    assert_eq!(text(&out.stdout), expected, "{}", text(&out.stderr));
+}
+
+#[test]
+fn fail_exits_1_with_the_tokens_on_stderr() {
+    let sim = Sim::start();
+    let socket = sim.path().to_str().unwrap();
+    let out = tripe(&["--socket", socket, "KILL", "no body"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert_eq!(text(&out.stderr), "FAIL unknown-peer \"no body\"\n");
+
+    let out = tripe(&["--socket", socket, "FROBNICATE"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "FAIL unknown-command FROBNICATE\n");
+}
+
+#[test]
+fn an_unreachable_socket_exits_3() {
+    let sim = Sim::start();
+    let missing = sim.dir().join("no-such-socket");
+    let out = tripe(&["--socket", missing.to_str().unwrap(), "LIST"], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("cannot connect") && stderr.contains("no-such-socket"), "{stderr}");
+
+    // A connection that drops before the answer is a connection failure too.
+    sim.add_peer("alice", &["INET", "10.0.0.1", "4070"]);
+    sim.hold_pings("alice");
+    let socket = sim.path().to_str().unwrap().to_owned();
+    let waiting = std::thread::spawn(move || tripe(&["--socket", &socket, "PING", "alice"], &[]));
+    assert!(sim.wait_until_blocking(LIMIT, |s| s.waiting_pings("alice") == 1));
+    sim.drop_connections();
+    let out = waiting.join().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("lost the connection"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let sim = Sim::start();
+    let socket = sim.path().to_str().unwrap();
+    let long = "x".repeat(300);
+    let out = tripe(&["--socket", socket, "NOTIFY", &long], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("the server reads at most 255"), "{}", text(&out.stderr));
+    let out = tripe(&["--socket", socket, "NOTIFY", "two\nlines"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    // Nothing was sent.
+    assert!(sim.received().is_empty());
+    // No command and no --watch.
+    let out = tripe(&["--socket", socket], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// A running `ave tripe --watch`, with its stdout read line by line on a thread; killed
+/// if a test fails before it exits.
+struct Watcher {
+    child: Option<Child>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Watcher {
+    fn start(args: &[&str]) -> Watcher {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ave"))
+            .arg("tripe")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run ave tripe --watch");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watcher { child: Some(child), lines }
+    }
+
+    fn line(&self) -> String {
+        self.lines.recv_timeout(LIMIT).expect("a broadcast line")
+    }
+
+    /// Waits for the exit, bounded; the exit code.
+    fn wait(mut self) -> Option<i32> {
+        let mut child = self.child.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let pid = child.id();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(LIMIT) {
+            Ok(status) => status.unwrap().code(),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                panic!("ave tripe --watch did not exit");
+            }
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn watch_prints_broadcasts_until_the_server_closes() {
+    let sim = Sim::start();
+    let socket = sim.path().to_str().unwrap();
+    let watcher = Watcher::start(&["--socket", socket, "--watch"]);
+    let all = WATCH_WARN | WATCH_NOTE | WATCH_TRACE;
+    assert!(sim.wait_until_blocking(LIMIT, |s| s.watchers(all) == 1));
+    assert!(sim.received().iter().any(|l| l == "WATCH +A"));
+
+    sim.note(&["USER", "hello", "big world"]);
+    sim.warn(&["KX", "alice", "decrypt-failed", "reply"]);
+    sim.trace("keyexch: raw 'text'");
+    assert_eq!(watcher.line(), "NOTE USER hello \"big world\"");
+    assert_eq!(watcher.line(), "WARN KX alice decrypt-failed reply");
+    assert_eq!(watcher.line(), "TRACE keyexch: raw 'text'");
+
+    sim.drop_connections();
+    assert_eq!(watcher.wait(), Some(0));
+}
+
+#[test]
+fn watch_with_a_mask() {
+    let sim = Sim::start();
+    let socket = sim.path().to_str().unwrap();
+    let watcher = Watcher::start(&["--socket", socket, "--watch", "n"]);
+    assert!(sim.wait_until_blocking(LIMIT, |s| s.watchers(WATCH_NOTE) == 1));
+    assert!(sim.received().iter().any(|l| l == "WATCH -A+n"));
+    sim.warn(&["USER", "not", "shown"]);
+    sim.trace("not shown either");
+    sim.note(&["KXDONE", "alice"]);
+    assert_eq!(watcher.line(), "NOTE KXDONE alice");
+
+    // QUIT from another client closes the server, and the watcher with it.
+    let out = tripe(&["--socket", socket, "QUIT"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(watcher.wait(), Some(0));
+
+    let sim = Sim::start();
+    let out = tripe(&["--socket", sim.path().to_str().unwrap(), "--watch", "+q"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "FAIL bad-watch-option q\n");
+}
