@@ -3,5 +3,6 @@
 //! One module per area; fixture programs live in `tests/fixtures/` and are started
 //! through `env!("CARGO_BIN_EXE_<name>")`.
 
+mod cmd;
 mod facade;
 mod persona;

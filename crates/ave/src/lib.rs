@@ -74,6 +74,11 @@ pub mod guide {
         #![doc = include_str!("../../../docs/profiles.md")]
     }
 
+    #[cfg(all(feature = "cmd", feature = "exceptions"))]
+    pub mod pty_runner {
+        #![doc = include_str!("../../../docs/pty-runner.md")]
+    }
+
     #[cfg(feature = "tripe")]
     pub mod tripe {
         #![doc = include_str!("../../../docs/tripe.md")]

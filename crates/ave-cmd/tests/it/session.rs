@@ -169,3 +169,17 @@ print(pid)
     assert_eq!(out.status, ExitStatus::Exited(0));
     assert!(survived);
 }
+
+/// A session that keeps forking while it is being ended, whose processes all ignore
+/// `SIGHUP` and `SIGTERM`: every round of the kill finds the newcomers.
+#[test]
+fn a_session_that_keeps_forking_is_ended() {
+    let _guard = shared();
+    let script = "trap '' HUP TERM; echo $$; while :; do sleep 1000 & done";
+    let options =
+        Options::new().timeout(Duration::from_millis(300)).kill_grace(Duration::from_millis(100));
+    let error = run(["sh", "-c", script], &options).unwrap_err();
+    let Error::Timeout { output, status, .. } = &error else { panic!("{error:?}") };
+    assert_eq!(*status, ExitStatus::Signaled(libc::SIGKILL));
+    assert_eq!(live_in_session(first_number(output)), Vec::<i32>::new());
+}
