@@ -16,6 +16,9 @@ Modes:
                         submit a background job and print one JSON line per event:
                         ["INFO", words...], then ["OK"] or ["FAIL", tokens...].
   bench SOCKET N        send VERSION N times, one at a time; print the seconds taken.
+  bgbench SOCKET PEER JOBS ROUNDS
+                        ROUNDS times: start JOBS background PINGs of PEER, then wait for
+                        all of them to end; print the seconds taken.
 """
 
 import json
@@ -191,6 +194,26 @@ def bench(path, n):
     return 0
 
 
+def bgbench(path, peer, jobs, rounds):
+    admin = Admin(path)
+    seq = 0
+    started = time.perf_counter()
+    for _ in range(rounds):
+        live = set()
+        for _ in range(jobs):
+            tag = "J%05d" % seq
+            seq += 1
+            code, _, _ = admin.command("PING", "-background", tag, "--", peer)
+            assert code == "BGDETACH"
+            live.add(tag)
+        while live:
+            code, words = admin.event()
+            if code in ("BGOK", "BGFAIL"):
+                live.discard(words[0])
+    print(time.perf_counter() - started, flush=True)
+    return 0
+
+
 def main(argv):
     mode = argv[1]
     if mode == "split":
@@ -207,6 +230,8 @@ def main(argv):
         return submit(argv[2], argv[3], argv[4:])
     if mode == "bench":
         return bench(argv[2], int(argv[3]))
+    if mode == "bgbench":
+        return bgbench(argv[2], argv[3], int(argv[4]), int(argv[5]))
     print("unknown mode", mode, file=sys.stderr)
     return 2
 
