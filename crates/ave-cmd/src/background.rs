@@ -735,6 +735,16 @@ impl Background {
             if self.eof && self.exited {
                 return Ok(());
             }
+            // Checked on every turn, not only when the timer wins the `select!`: a command
+            // that floods the terminal keeps the read branch ready all the time.
+            let now = tokio::time::Instant::now();
+            if deadline.is_some_and(|d| d <= now) {
+                return Err(Ok(Stop::Timeout));
+            }
+            if linger_until.is_some_and(|l| l <= now) {
+                tracing::warn!(pid = %self.pid, "the terminal is still open after the session ended; not reading further");
+                return Ok(());
+            }
             enum Event {
                 Read(io::Result<Chunk>),
                 Exited,
@@ -743,8 +753,9 @@ impl Background {
             let (Handle::Async(master), Handle::Async(pidfd)) = (&self.master, &self.pidfd) else {
                 unreachable!("registered above")
             };
+            // Unbiased: tokio polls the branches in a random order, so the child's exit is
+            // noticed even while the terminal is always readable.
             let event = tokio::select! {
-                biased;
                 read = read_async(master, &mut buf), if !self.eof => Event::Read(read),
                 ready = pidfd.readable(), if !self.exited => {
                     if let Ok(mut guard) = ready {
@@ -760,15 +771,12 @@ impl Background {
                 Event::Read(Err(error)) => return Err(Ok(Stop::Os("reading the pty", error))),
                 Event::Exited => self.exited = true,
                 Event::Timer => {
+                    // The deadline or the linger time: acted on at the top of the loop.
                     let now = tokio::time::Instant::now();
-                    if deadline.is_some_and(|d| d <= now) {
-                        return Err(Ok(Stop::Timeout));
+                    let due = |at: Option<tokio::time::Instant>| at.is_some_and(|at| at <= now);
+                    if !due(deadline) && !due(linger_until) {
+                        sleep.as_mut().reset(far);
                     }
-                    if linger_until.is_some_and(|l| l <= now) {
-                        tracing::warn!(pid = %self.pid, "the terminal is still open after the session ended; not reading further");
-                        return Ok(());
-                    }
-                    sleep.as_mut().reset(far);
                 }
             }
         }

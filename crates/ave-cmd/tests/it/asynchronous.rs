@@ -160,3 +160,16 @@ fn the_async_api_outside_a_runtime_is_an_error_not_a_panic() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The async loop too: a flooded terminal hides neither the timeout nor the exit.
+#[test]
+fn flooding_output_does_not_hide_the_timeout_or_the_exit_async() {
+    let _guard = shared();
+    runtime(1).block_on(async {
+        let options = Options::new().keep_output(false).timeout(Duration::from_millis(200));
+        assert!(matches!(run_async("yes", &options).await, Err(Error::Timeout { .. })));
+        let options = Options::new().keep_output(false).timeout(Duration::from_secs(30));
+        let out = run_async(["sh", "-c", "trap '' HUP; yes & exit 6"], &options).await.unwrap();
+        assert_eq!(out.status, ExitStatus::Exited(6));
+    });
+}

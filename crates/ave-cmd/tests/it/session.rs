@@ -183,3 +183,15 @@ fn a_session_that_keeps_forking_is_ended() {
     assert_eq!(*status, ExitStatus::Signaled(libc::SIGKILL));
     assert_eq!(live_in_session(first_number(output)), Vec::<i32>::new());
 }
+
+/// A command that floods the terminal still times out, and a flooding process left
+/// behind is still ended when the command exits.
+#[test]
+fn flooding_output_does_not_hide_the_timeout_or_the_exit() {
+    let _guard = shared();
+    let options = Options::new().keep_output(false).timeout(Duration::from_millis(200));
+    assert!(matches!(run("yes", &options), Err(Error::Timeout { .. })));
+    let options = Options::new().keep_output(false).timeout(Duration::from_secs(30));
+    let out = run(["sh", "-c", "trap '' HUP; yes & exit 6"], &options).unwrap();
+    assert_eq!(out.status, ExitStatus::Exited(6));
+}
