@@ -404,15 +404,17 @@ impl Background {
         tracing::warn!(pid = %self.pid, "processes of the session survived SIGKILL");
     }
 
-    /// Sends `signal` to the targets, the command (if it runs) and its process group.
+    /// Sends `signal` to the command (if it runs), the targets and its process group.
     fn send(&self, targets: &[Member], signal: Signal) {
         let follow = (signal == SIGTERM).then_some(SIGCONT);
         for sig in std::iter::once(signal).chain(follow) {
-            for target in targets {
-                let _ = sys::pidfd_send_signal(target.pidfd.as_fd(), sig as i32);
-            }
+            // The command first: were one of its children to die first, it could exit on
+            // its own before its signal arrived, and its status would depend on the race.
             if !self.exited {
                 let _ = sys::pidfd_send_signal(self.pidfd.fd(), sig as i32);
+            }
+            for target in targets {
+                let _ = sys::pidfd_send_signal(target.pidfd.as_fd(), sig as i32);
             }
             // The process group catches what was forked since the scan. The command is
             // not reaped, so its pid still names this group.

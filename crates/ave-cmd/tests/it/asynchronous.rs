@@ -76,12 +76,20 @@ fn async_timeout_ends_the_session() {
     let _guard = shared();
     runtime(2).block_on(async {
         let options = Options::new().timeout(Duration::from_millis(300));
-        let error = run_async(["sh", "-c", "echo $$; sleep 1000 & sleep 1000"], &options)
-            .await
-            .unwrap_err();
-        let Error::Timeout { output, status, .. } = &error else { panic!("{error:?}") };
+        let mut bg = run_bg(["sh", "-c", "echo $$; sleep 1000 & sleep 1000"], &options).unwrap();
+        // The session id, read before the timeout is waited for.
+        let mut first = Vec::new();
+        let mut buf = [0; 64];
+        while !first.contains(&b'\n') {
+            let n = bg.read_async(&mut buf).await.unwrap();
+            assert!(n > 0);
+            first.extend_from_slice(&buf[..n]);
+        }
+        let sid = first_number(&first);
+        let error = bg.output_async().await.unwrap_err();
+        let Error::Timeout { status, .. } = &error else { panic!("{error:?}") };
         assert_eq!(*status, ExitStatus::Signaled(libc::SIGTERM));
-        assert_eq!(live_in_session(first_number(output)), Vec::<i32>::new());
+        assert_eq!(live_in_session(sid), Vec::<i32>::new());
     });
 }
 

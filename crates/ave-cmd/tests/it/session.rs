@@ -35,11 +35,21 @@ while True:
 fn a_timeout_leaves_no_survivor() {
     let _guard = shared();
     let options = Options::new().timeout(Duration::from_millis(500));
-    let error = run(["sh", "-c", "echo $$; sleep 1000 & sleep 1000"], &options).unwrap_err();
-    let Error::Timeout { output, status, .. } = &error else { panic!("{error:?}") };
-    let sid = first_number(output);
+    let mut bg = run_bg(["sh", "-c", "echo $$; sleep 1000 & sleep 1000"], &options).unwrap();
+    // The session id, read before the timeout is waited for, however loaded the machine.
+    let sid = read_number(&mut bg);
+    assert_eq!(sid, bg.pid().as_u32() as i32);
+    let error = bg.output().unwrap_err();
+    let Error::Timeout { status, .. } = &error else { panic!("{error:?}") };
     assert_eq!(*status, ExitStatus::Signaled(libc::SIGTERM));
     assert_eq!(live_in_session(sid), Vec::<i32>::new());
+}
+
+/// Reads the first line of a command's output as a number.
+fn read_number(bg: &mut ave_cmd::Background) -> i32 {
+    let mut line = String::new();
+    BufReader::new(bg).read_line(&mut line).unwrap();
+    line.trim().parse().unwrap()
 }
 
 #[test]
@@ -178,10 +188,12 @@ fn a_session_that_keeps_forking_is_ended() {
     let script = "trap '' HUP TERM; echo $$; while :; do sleep 1000 & done";
     let options =
         Options::new().timeout(Duration::from_millis(300)).kill_grace(Duration::from_millis(100));
-    let error = run(["sh", "-c", script], &options).unwrap_err();
-    let Error::Timeout { output, status, .. } = &error else { panic!("{error:?}") };
+    let mut bg = run_bg(["sh", "-c", script], &options).unwrap();
+    let sid = read_number(&mut bg);
+    let error = bg.output().unwrap_err();
+    let Error::Timeout { status, .. } = &error else { panic!("{error:?}") };
     assert_eq!(*status, ExitStatus::Signaled(libc::SIGKILL));
-    assert_eq!(live_in_session(first_number(output)), Vec::<i32>::new());
+    assert_eq!(live_in_session(sid), Vec::<i32>::new());
 }
 
 /// A command that floods the terminal still times out, and a flooding process left
