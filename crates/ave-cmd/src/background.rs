@@ -22,9 +22,9 @@ use crate::{
     sys,
 };
 
-/// Size of the read buffer. A pty delivers at most about 4 KiB per read; a larger buffer
-/// costs nothing and serves any future kernel.
-const BUF_SIZE: usize = 64 * 1024;
+/// Size of the read buffer. A Linux pty delivers at most 4 KiB per read; a little more
+/// serves other kernels, and a small buffer keeps short runs cheap.
+const BUF_SIZE: usize = 16 * 1024;
 
 /// Reads per turn of the loop before the deadline and the child are looked at again.
 const READS_PER_TURN: usize = 64;
@@ -473,8 +473,9 @@ impl Background {
             if leader_ready {
                 self.exited = true;
             }
-            if master_ready {
-                let _ = self.drain(collector, &mut buf);
+            if master_ready && self.drain(collector, &mut buf).is_err() {
+                // Stop reading a terminal that fails, rather than spin on it.
+                self.eof = true;
             }
         }
     }
