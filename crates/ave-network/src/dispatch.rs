@@ -1,0 +1,291 @@
+//! Request validation, in the original's order and with its fixed texts.
+//!
+//! Each check that fails gives a bare-string exception (`{"exception": "<text>"}`), except
+//! the argument checks that the original only hits when it calls the method, which give
+//! a `TypeError` object with an empty trace.
+
+use ave_exceptions::{AveException, python2_repr};
+use serde_json::{Map, Value};
+
+use crate::{
+    handshake::Keys,
+    json,
+    service::{Method, RawArgs, Service, type_error},
+};
+
+/// A validated request, or what to answer instead.
+pub(crate) enum Prepared<'s> {
+    /// Answer with this exception value (a bare string or an object), unless the request
+    /// was one-way.
+    Refuse(Value),
+    /// Call the method.
+    Invoke { method: &'s Method, args: RawArgs, resource: Value },
+}
+
+/// A request frame, validated.
+pub(crate) struct Request<'s> {
+    /// `"async": true`: no answer is sent, except for `Exit`.
+    pub(crate) one_way: bool,
+    pub(crate) prepared: Prepared<'s>,
+}
+
+fn refuse(text: impl Into<String>) -> Prepared<'static> {
+    Prepared::Refuse(Value::String(text.into()))
+}
+
+/// Python 2's name for the type of a decoded JSON value.
+fn python_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "unicode",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
+}
+
+/// Python's `key in value` for the values the original tests membership on; `Err` with
+/// Python's text when the value is not iterable.
+fn contains(value: &Value, key: &str) -> Result<bool, String> {
+    match value {
+        Value::Object(map) => Ok(map.contains_key(key)),
+        Value::Array(items) => Ok(items.iter().any(|v| v.as_str() == Some(key))),
+        Value::String(s) => Ok(s.contains(key)),
+        other => Err(format!("argument of type '{}' is not iterable", python_type(other))),
+    }
+}
+
+/// Validates one request frame from a connection whose identity is `identity`.
+pub(crate) fn prepare<'s>(
+    payload: &[u8],
+    service: &'s Service,
+    keys: &Keys,
+    identity: Option<&str>,
+) -> Request<'s> {
+    let Ok(request) = json::parse(payload) else {
+        let text = format!("malformed JSON: {}", json::lossy(payload));
+        return Request { one_way: false, prepared: refuse(text) };
+    };
+    let one_way = matches!(request.get("async"), Some(Value::Bool(true)));
+    Request { one_way, prepared: validate(request, service, keys, identity) }
+}
+
+fn validate<'s>(
+    request: Value,
+    service: &'s Service,
+    keys: &Keys,
+    identity: Option<&str>,
+) -> Prepared<'s> {
+    for key in ["method", "params"] {
+        match contains(&request, key) {
+            Ok(true) => {}
+            Ok(false) => return refuse(format!("the \"{key}\" attribute is missing")),
+            Err(text) => return refuse(text),
+        }
+    }
+    let Value::Object(mut map) = request else {
+        // A list or a string that happens to contain both words: the original then fails
+        // on `request.get('async')`.
+        return refuse(format!("'{}' object has no attribute 'get'", python_type(&request)));
+    };
+    if map.get("async").is_some_and(|a| !a.is_boolean()) {
+        return refuse(format!(
+            "RPC async flag is not a boolean: {}",
+            python2_repr(&Value::Object(map))
+        ));
+    }
+    let name = match &map["method"] {
+        Value::String(s) => s.clone(),
+        other => return refuse(format!("no such RPC: {}", python2_repr(other))),
+    };
+    let Some(method) = service.method(&name) else {
+        if service.is_hidden(&name) {
+            return refuse(format!("not an RPC: {}", python2_repr(&Value::Object(map))));
+        }
+        return refuse(format!("no such RPC: {name}"));
+    };
+    if method.auth && identity.is_none_or(str::is_empty) {
+        return refuse("not authenticated to make this call");
+    }
+    if let Some(accounts) = &method.preauth {
+        if !keys.preauth_allows(accounts, identity) {
+            return refuse("not authorized to make this call");
+        }
+    }
+    let params = map.remove("params").unwrap_or(Value::Null);
+    for key in ["vargs", "kwargs"] {
+        match contains(&params, key) {
+            Ok(true) => {}
+            Ok(false) => return refuse(format!("malformed arguments: {}", python2_repr(&params))),
+            Err(text) => return refuse(text),
+        }
+    }
+    let Value::Object(mut params) = params else {
+        return Prepared::Refuse(
+            type_error(format!("{}() got arguments it cannot unpack", method.name)).to_wire(),
+        );
+    };
+    let vargs = match params.remove("vargs").unwrap_or(Value::Null) {
+        Value::Array(items) => items,
+        Value::String(s) => s.chars().map(|c| Value::String(c.to_string())).collect(),
+        Value::Object(m) => m.into_iter().map(|(k, _)| Value::String(k)).collect(),
+        other => {
+            return Prepared::Refuse(exception_value(type_error(format!(
+                "{}() argument after * must be a sequence, not {}",
+                method.name,
+                python_type(&other)
+            ))));
+        }
+    };
+    let kwargs: Map<String, Value> = match params.remove("kwargs").unwrap_or(Value::Null) {
+        Value::Object(m) => m,
+        other => {
+            return Prepared::Refuse(exception_value(type_error(format!(
+                "{}() argument after ** must be a mapping, not {}",
+                method.name,
+                python_type(&other)
+            ))));
+        }
+    };
+    let resource = map.remove("resource").unwrap_or(Value::Null);
+    Prepared::Invoke { method, args: RawArgs { vargs, kwargs }, resource }
+}
+
+fn exception_value(e: AveException) -> Value {
+    e.to_wire()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::service::{Params, params};
+
+    fn service() -> Service {
+        Service::builder("t")
+            .rpc("upper", params(["s"]), |_, (s,): (String,)| async move { Ok(s.to_uppercase()) })
+            .rpc("secret", Params::none(), |_, ()| async { Ok("s") })
+            .auth()
+            .rpc("admin", Params::none(), |_, ()| async { Ok("a") })
+            .preauth(["admin"])
+            .hidden("not_rpc")
+            .build()
+    }
+
+    fn refused(payload: &str, identity: Option<&str>) -> Value {
+        let service = service();
+        let keys = Keys::new(Some("k")).with_account("admin", Some("a"));
+        match prepare(payload.as_bytes(), &service, &keys, identity).prepared {
+            Prepared::Refuse(v) => v,
+            Prepared::Invoke { .. } => panic!("{payload} was accepted"),
+        }
+    }
+
+    #[test]
+    fn validation_texts_in_order() {
+        assert_eq!(refused("{not json", None), json!("malformed JSON: {not json"));
+        assert_eq!(refused("", None), json!("malformed JSON: "));
+        assert_eq!(
+            refused(r#"{"params": {}}"#, None),
+            json!("the \"method\" attribute is missing")
+        );
+        assert_eq!(
+            refused(r#"{"method": "upper"}"#, None),
+            json!("the \"params\" attribute is missing")
+        );
+        assert_eq!(
+            refused(
+                r#"{"async": "yes", "params": {"vargs": [], "kwargs": {}}, "method": "upper"}"#,
+                None
+            ),
+            json!(
+                "RPC async flag is not a boolean: {u'async': u'yes', u'method': u'upper', u'params': {u'kwargs': {}, u'vargs': []}}"
+            )
+        );
+        assert_eq!(
+            refused(r#"{"method": "nope", "params": {}}"#, None),
+            json!("no such RPC: nope")
+        );
+        assert_eq!(refused(r#"{"method": "åäö", "params": {}}"#, None), json!("no such RPC: åäö"));
+        assert_eq!(refused(r#"{"method": 5, "params": {}}"#, None), json!("no such RPC: 5"));
+        let not_rpc = refused(r#"{"method": "not_rpc", "params": {}}"#, None);
+        assert!(
+            not_rpc.as_str().unwrap().starts_with("not an RPC: {u'method': u'not_rpc'"),
+            "{not_rpc}"
+        );
+        assert!(
+            refused(r#"{"method": "shutdown", "params": {}}"#, None)
+                .as_str()
+                .unwrap()
+                .starts_with("not an RPC: ")
+        );
+        assert_eq!(
+            refused(r#"{"method": "secret", "params": {}}"#, None),
+            json!("not authenticated to make this call")
+        );
+        assert_eq!(
+            refused(r#"{"method": "secret", "params": {}}"#, Some("")),
+            json!("not authenticated to make this call")
+        );
+        assert_eq!(
+            refused(r#"{"method": "admin", "params": {}}"#, Some("k")),
+            json!("not authorized to make this call")
+        );
+        assert_eq!(
+            refused(r#"{"method": "upper", "params": {"vargs": []}}"#, None),
+            json!("malformed arguments: {u'vargs': []}")
+        );
+        assert_eq!(
+            refused(r#"{"method": "upper", "params": 5}"#, None),
+            json!("argument of type 'int' is not iterable")
+        );
+    }
+
+    #[test]
+    fn odd_request_shapes() {
+        assert_eq!(refused("[1, 2]", None), json!("the \"method\" attribute is missing"));
+        assert_eq!(refused("5", None), json!("argument of type 'int' is not iterable"));
+        assert_eq!(refused("null", None), json!("argument of type 'NoneType' is not iterable"));
+        assert_eq!(
+            refused(r#""method params""#, None),
+            json!("'unicode' object has no attribute 'get'")
+        );
+        let e = refused(r#"{"method": "upper", "params": {"vargs": 5, "kwargs": {}}}"#, None);
+        assert_eq!(e["type"], "TypeError");
+        assert_eq!(e["trace"], json!([]));
+        let e = refused(r#"{"method": "upper", "params": {"vargs": [], "kwargs": []}}"#, None);
+        assert_eq!(e["type"], "TypeError");
+    }
+
+    #[test]
+    fn accepted_requests() {
+        let service = service();
+        let keys = Keys::new(Some("k")).with_account("admin", Some("a"));
+        let req = prepare(
+            br#"{"params": {"vargs": "ab", "kwargs": {}}, "resource": {"x": 1}, "method": "upper", "async": true}"#,
+            &service,
+            &keys,
+            None,
+        );
+        assert!(req.one_way);
+        match req.prepared {
+            Prepared::Invoke { method, args, resource } => {
+                assert_eq!(&*method.name, "upper");
+                assert_eq!(args.vargs, vec![json!("a"), json!("b")]);
+                assert_eq!(resource, json!({"x": 1}));
+            }
+            Prepared::Refuse(v) => panic!("{v}"),
+        }
+        let req = prepare(
+            br#"{"method": "admin", "params": {"vargs": [], "kwargs": {}}}"#,
+            &service,
+            &keys,
+            Some("a"),
+        );
+        assert!(matches!(req.prepared, Prepared::Invoke { .. }));
+        assert!(!req.one_way);
+    }
+}

@@ -1,0 +1,393 @@
+//! The task that serves one connection of a `Control`: the handshake, then requests one
+//! at a time, then the one teardown path every ending goes through.
+
+use std::{panic::AssertUnwindSafe, sync::Arc, sync::atomic::Ordering};
+
+use ave_exceptions::{AveException, Kind};
+use serde_json::{Value, json};
+use tokio::{sync::OwnedSemaphorePermit, time::Instant};
+
+use crate::{
+    Connection, Error,
+    control::{
+        Command, ConnShared, ConnectionInfo, ConnectionPhase, ControlHandle, DetachedConnection,
+        Shared, ShutdownSignal,
+    },
+    dispatch::{self, Prepared},
+    handshake,
+    service::{CatchPanic, Context, RpcResult},
+};
+
+/// Where a connection task starts.
+pub(crate) enum Phase {
+    /// A new connection: send the challenge.
+    Greeting,
+    /// The challenge is sent (or queued): wait for the answer.
+    Challenged(Vec<u8>),
+    /// Serve requests.
+    Established,
+}
+
+/// How a connection task ended.
+enum End {
+    /// The peer went away or broke the protocol (after the handshake).
+    Lost(Option<Error>),
+    /// The handshake did not complete: timeout, end of stream, garbage.
+    Refused,
+    /// The server is shutting down.
+    Shutdown,
+    /// `remove_connection` asked for the connection.
+    Detach,
+}
+
+pub(crate) struct Session {
+    shared: Arc<Shared>,
+    conn: Arc<ConnShared>,
+    io: Connection,
+    shutdown: tokio::sync::watch::Receiver<Option<ShutdownSignal>>,
+    phase: Phase,
+    exit_sent: bool,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Session {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        conn: Arc<ConnShared>,
+        io: Connection,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Session {
+        let shutdown = shared.shutdown.subscribe();
+        Session {
+            shared,
+            conn,
+            io,
+            shutdown,
+            phase: Phase::Greeting,
+            exit_sent: false,
+            _permit: permit,
+        }
+    }
+
+    pub(crate) async fn run(mut self, phase: Phase) {
+        self.phase = phase;
+        let end = self.drive().await;
+        self.finish(end).await;
+    }
+
+    fn handle(&self) -> ControlHandle {
+        ControlHandle { shared: self.shared.clone() }
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.shutdown.borrow().is_some()
+    }
+
+    fn shutdown_signal(&self) -> Option<ShutdownSignal> {
+        self.shutdown.borrow().clone()
+    }
+
+    async fn drive(&mut self) -> End {
+        if matches!(self.phase, Phase::Greeting) {
+            let challenge = match handshake::new_challenge(self.shared.config.digest) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot make a challenge");
+                    return End::Refused;
+                }
+            };
+            if self.io.queue(&challenge).is_err() {
+                return End::Refused;
+            }
+            self.phase = Phase::Challenged(challenge);
+        }
+        if let Phase::Challenged(challenge) = &self.phase {
+            let challenge = challenge.clone();
+            if let Err(end) = self.handshake(&challenge).await {
+                return end;
+            }
+        }
+        self.serve().await
+    }
+
+    /// Sends the challenge, checks the answer, sends the verdict.
+    async fn handshake(&mut self, challenge: &[u8]) -> Result<(), End> {
+        let deadline = Instant::now() + self.shared.config.handshake_timeout;
+        let identity = loop {
+            if self.shutting_down() {
+                return Err(End::Shutdown);
+            }
+            if self.conn.detach_requested() {
+                return Err(End::Detach);
+            }
+            match self.io.next_frame() {
+                Ok(Some(answer)) => {
+                    break self.shared.keys.verify(challenge, answer, self.shared.config.digest);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.invalid_rpc(&e).await;
+                    return Err(End::Refused);
+                }
+            }
+            tokio::select! {
+                biased;
+                changed = self.shutdown.changed() => {
+                    if changed.is_err() {
+                        return Err(End::Refused);
+                    }
+                }
+                () = self.conn.wake.notified() => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::debug!(conn = %self.conn.id, "handshake timed out");
+                    return Err(End::Refused);
+                }
+                r = flush_or_fill(&mut self.io) => {
+                    if r.is_err() {
+                        return Err(End::Refused);
+                    }
+                }
+            }
+        };
+        self.shared.activity.fetch_add(1, Ordering::Relaxed);
+        let authenticated = identity.is_some();
+        self.conn.set_identity(identity);
+        if self.io.queue_json(&json!({ "authenticated": authenticated })).is_err() {
+            return Err(End::Refused);
+        }
+        self.conn.set_established();
+        self.phase = Phase::Established;
+        tracing::debug!(conn = %self.conn.id, authenticated, "connection established");
+        self.run_hook(HookKind::New);
+        Ok(())
+    }
+
+    /// Serves requests until the connection ends.
+    async fn serve(&mut self) -> End {
+        loop {
+            if self.shutting_down() {
+                return End::Shutdown;
+            }
+            if self.conn.detach_requested() {
+                return End::Detach;
+            }
+            let shared = self.shared.clone();
+            let identity = self.conn.identity();
+            let request = match self.io.next_frame() {
+                Ok(Some(frame)) => Some(dispatch::prepare(
+                    frame,
+                    &shared.service,
+                    &shared.keys,
+                    identity.as_deref(),
+                )),
+                Ok(None) => None,
+                Err(e) => {
+                    self.invalid_rpc(&e).await;
+                    return End::Lost(Some(e));
+                }
+            };
+            if let Some(request) = request {
+                shared.activity.fetch_add(1, Ordering::Relaxed);
+                let one_way = request.one_way;
+                let reply = match request.prepared {
+                    Prepared::Refuse(exception) => {
+                        (!one_way).then(|| json!({ "exception": exception }))
+                    }
+                    Prepared::Invoke { method, args, resource } => {
+                        let ctx = Context {
+                            control: self.handle(),
+                            conn: self.conn.clone(),
+                            resource,
+                            one_way,
+                            method: method.name.clone(),
+                        };
+                        let call = CatchPanic(method.handler.call(ctx, args));
+                        let Some(result) = self.await_call(call).await else {
+                            return End::Shutdown;
+                        };
+                        self.answer(&method.name, one_way, result)
+                    }
+                };
+                if let Some(reply) = reply {
+                    if let Err(e) = self.io.queue_json(&reply) {
+                        let e = AveException::custom(
+                            "Exception",
+                            format!("INTERNAL ERROR: cannot encode the reply: {e}"),
+                        );
+                        let _ = self.io.queue_json(&json!({ "exception": e.to_wire() }));
+                    }
+                }
+                continue;
+            }
+            tokio::select! {
+                biased;
+                changed = self.shutdown.changed() => {
+                    if changed.is_err() {
+                        return End::Shutdown;
+                    }
+                }
+                () = self.conn.wake.notified() => {}
+                r = flush_or_fill(&mut self.io) => {
+                    if let Err(e) = r {
+                        return End::Lost(Some(e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs a method to completion; if the server starts shutting down meanwhile, gives
+    /// it until the shutdown deadline. `None` if it was cancelled.
+    async fn await_call<F>(&mut self, mut call: CatchPanic<F>) -> Option<RpcResult<Value>>
+    where
+        F: std::future::Future<Output = RpcResult<Value>> + Unpin,
+    {
+        tokio::select! {
+            biased;
+            result = &mut call => return Some(result),
+            _ = self.shutdown.wait_for(Option::is_some) => {}
+        }
+        let deadline = self.shutdown_signal().map_or_else(Instant::now, |s| s.deadline);
+        tokio::time::timeout_at(deadline, call).await.ok()
+    }
+
+    /// The reply to a method's result, if one is due.
+    fn answer(&mut self, method: &str, one_way: bool, result: RpcResult<Value>) -> Option<Value> {
+        match result {
+            Ok(value) => (!one_way).then(|| json!({ "result": value })),
+            Err(e) if e.kind() == Kind::Exit => {
+                // Answered even for one-way calls, as the original; then the server stops.
+                self.exit_sent = true;
+                self.shared.send(Command::Exit(e.clone()));
+                Some(json!({ "exception": e.to_wire() }))
+            }
+            Err(mut e) => {
+                if one_way {
+                    tracing::debug!(method, error = %e, "one-way call failed; no reply is sent");
+                    return None;
+                }
+                e.ensure_trace(method);
+                Some(json!({ "exception": e.to_wire() }))
+            }
+        }
+    }
+
+    /// Answers a framing error with the original's "invalid RPC" exception (no trace), as
+    /// far as the peer reads it within a short time.
+    async fn invalid_rpc(&mut self, e: &Error) {
+        let (type_name, text) = match e {
+            Error::FrameTooLarge { len, .. } if *len >= 1 << 31 => {
+                ("OverflowError", "signed integer is greater than maximum".to_owned())
+            }
+            Error::FrameTooLarge { .. } => ("OverflowError", e.to_string()),
+            other => ("Exception", other.to_string()),
+        };
+        let message = format!("got invalid RPC from client, {text}. disconnect");
+        tracing::debug!(conn = %self.conn.id, %message, "closing");
+        let details = AveException::custom(type_name, message);
+        if self.io.queue_json(&json!({ "exception": details.to_wire() })).is_ok() {
+            let deadline = Instant::now() + self.shared.config.linger;
+            let _ = tokio::time::timeout_at(deadline, self.io.flush()).await;
+            self.io.shutdown_write().await;
+            let _ = tokio::time::timeout_at(deadline, drain_until_eof(&mut self.io)).await;
+        }
+    }
+
+    /// The one teardown path.
+    async fn finish(mut self, end: End) {
+        if let End::Detach = end {
+            self.detach();
+            return;
+        }
+        if let Some(reply) = self.conn.take_detach_request() {
+            let _ = reply.send(Err(Error::Invalid(format!("{} ended", self.conn.id))));
+        }
+        match &end {
+            End::Lost(Some(e)) => {
+                tracing::debug!(conn = %self.conn.id, error = %crate::error::error_chain(e), "connection lost");
+            }
+            End::Shutdown => self.close_for_shutdown().await,
+            End::Lost(None) | End::Refused | End::Detach => {}
+        }
+        if self.conn.is_established() {
+            self.run_hook(HookKind::Lost);
+        }
+        self.shared.forget(self.conn.id);
+    }
+
+    /// Delivers what is due before a shutdown closes the connection: the reply in
+    /// progress and the exit message, then half-closes and waits (until the deadline) for
+    /// the peer to close, so that the close does not turn into a reset that could destroy
+    /// the last message.
+    async fn close_for_shutdown(&mut self) {
+        let Some(signal) = self.shutdown_signal() else { return };
+        let mut wrote = self.exit_sent || self.io.has_pending_output();
+        if let Some(details) = signal.details.as_ref().filter(|_| !self.exit_sent) {
+            if self.io.queue_json(&json!({ "exception": details.to_wire() })).is_ok() {
+                wrote = true;
+            }
+        }
+        if !wrote {
+            self.io.drain_available();
+            return;
+        }
+        let deadline = signal.deadline;
+        if tokio::time::timeout_at(deadline, self.io.flush()).await.is_err() {
+            return;
+        }
+        self.io.shutdown_write().await;
+        let _ = tokio::time::timeout_at(deadline, drain_until_eof(&mut self.io)).await;
+    }
+
+    fn detach(self) {
+        let Session { shared, conn, io, phase, .. } = self;
+        shared.forget(conn.id);
+        let Some(reply) = conn.take_detach_request() else { return };
+        let phase = match phase {
+            Phase::Greeting | Phase::Established => ConnectionPhase::Established,
+            Phase::Challenged(challenge) => ConnectionPhase::Challenged { challenge },
+        };
+        let result = io.into_parts().map(|parts| DetachedConnection {
+            parts,
+            address: conn.address.clone(),
+            identity: conn.identity(),
+            phase,
+        });
+        let _ = reply.send(result);
+    }
+
+    fn run_hook(&self, kind: HookKind) {
+        let hooks = self.shared.service.hooks();
+        let hook = match kind {
+            HookKind::New => &hooks.new_connection,
+            HookKind::Lost => &hooks.lost_connection,
+        };
+        if let Some(hook) = hook {
+            let info: ConnectionInfo = self.conn.info();
+            let handle = self.handle();
+            if std::panic::catch_unwind(AssertUnwindSafe(|| hook(&handle, &info))).is_err() {
+                tracing::error!(conn = %self.conn.id, "a connection hook panicked");
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum HookKind {
+    New,
+    Lost,
+}
+
+/// Writes queued output if there is any, otherwise waits for input.
+async fn flush_or_fill(io: &mut Connection) -> Result<(), Error> {
+    if io.has_pending_output() { io.flush().await } else { io.fill().await }
+}
+
+/// Reads and discards until the peer closes.
+async fn drain_until_eof(io: &mut Connection) {
+    loop {
+        if io.stream().readable().await.is_err() || io.drain_available() {
+            return;
+        }
+    }
+}
