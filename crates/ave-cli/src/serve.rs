@@ -1,6 +1,18 @@
 //! `ave serve`: the diagnostic AVE service.
+//!
+//! Serves the RPCs of the original's test server (see `ave::network::diagnostic`) until
+//! it is stopped: by SIGTERM, by a `stop` call, or by an RPC that raises `Exit`. Each of
+//! these is a clean shutdown (exit 0). Usage errors exit 2, other failures 1.
 
-use std::{net::IpAddr, path::PathBuf, process::ExitCode};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use ave::network::{Control, diagnostic, handshake::DigestPolicy};
 
 /// Arguments of `ave serve`.
 #[derive(Debug, clap::Args)]
@@ -17,19 +29,21 @@ pub(crate) struct Args {
     /// The primary authentication key.
     #[arg(long, value_name = "KEY")]
     authkey: Option<String>,
-    /// An alternate key for an account, such as `admin=secret` (repeatable).
+    /// An alternate key for an account, such as `admin=secret` (repeatable); `admin=`
+    /// declares the account without a key, which opens its `preauth` methods to everyone.
     #[arg(long = "alt-key", value_name = "NAME=KEY")]
     alt_keys: Vec<String>,
     /// Add the keys of `<home>/.ave/config/authkeys.json` as alternate keys.
     #[arg(long)]
     authkeys: bool,
-    /// The AVE home directory (config, hickup dumps, the handover socket).
+    /// The AVE home directory (config, hickup dumps, the handover socket); default: yours.
     #[arg(long, value_name = "DIR")]
     home: Option<PathBuf>,
     /// Call the service's idle hook after this many quiet seconds.
     #[arg(long, value_name = "SECS")]
     interval: Option<f64>,
-    /// Which handshake digests to accept.
+    /// Which handshake digests to accept: `md5` (the original's handshake byte for byte),
+    /// `sha256` (offer HMAC-SHA256 and require it), or `any` (offer it, accept both).
     #[arg(long, default_value = "any", value_parser = ["md5", "sha256", "any"])]
     digest: String,
     /// Take over the listener and every live connection of the instance serving the same
@@ -38,7 +52,104 @@ pub(crate) struct Args {
     replace: bool,
 }
 
+/// A usage error: the message on stderr, exit 2.
+fn usage(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("ave serve: {message}");
+    ExitCode::from(2)
+}
+
 pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
-    let _ = args;
-    anyhow::bail!("`ave serve` is not implemented yet (ave-network issue)")
+    if args.replace {
+        anyhow::bail!(
+            "--replace is not supported yet: handing live connections to a new instance \
+             comes with the fd-transfer work"
+        );
+    }
+    let digest: DigestPolicy = match args.digest.parse() {
+        Ok(d) => d,
+        Err(e) => return Ok(usage(e)),
+    };
+    let interval = match args.interval {
+        None => None,
+        Some(secs) => match Duration::try_from_secs_f64(secs) {
+            Ok(d) => Some(d),
+            Err(_) => return Ok(usage(format!("--interval {secs}: not a number of seconds"))),
+        },
+    };
+    let mut accounts = Vec::new();
+    for spec in &args.alt_keys {
+        match spec.split_once('=') {
+            Some((name, key)) if !name.is_empty() => {
+                accounts.push((name.to_owned(), (!key.is_empty()).then(|| key.to_owned())));
+            }
+            _ => return Ok(usage(format!("--alt-key {spec:?}: expected NAME=KEY"))),
+        }
+    }
+    if args.authkeys {
+        let home = match &args.home {
+            Some(home) => home.clone(),
+            None => ave::persona::current_user().context("find your home directory")?.home,
+        };
+        let keys = ave::config::load_authkeys(&home)?;
+        for (name, key) in keys.iter() {
+            accounts.push((name.to_owned(), key.map(str::to_owned)));
+        }
+    }
+
+    let service = diagnostic::service(diagnostic::Options::new().events(log_event));
+    let mut builder = Control::builder(service)
+        .bind(SocketAddr::new(args.bind, args.port))
+        .authkey(args.authkey.as_deref())
+        .digest(digest)
+        .interval(interval)
+        .handle_signals(true)
+        .name("ave-serve");
+    for (name, key) in &accounts {
+        builder = builder.account(name, key.as_deref());
+    }
+    if let Err(e) = ave::network::raise_fd_limit() {
+        tracing::warn!(error = %e, "cannot raise the descriptor limit");
+    }
+    let control = builder.build()?;
+    let addr = control.local_addr().context("the listener has no address")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let stopped = runtime.block_on(async {
+        // The listener is bound and listening: connections are accepted from now on.
+        if let Some(path) = &args.port_file {
+            write_atomically(path, &format!("{}\n", addr.port()))?;
+        }
+        eprintln!("ave serve: listening on {addr}");
+        control.run().await.map_err(anyhow::Error::from)
+    })?;
+    tracing::info!(?stopped, "stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a file so that readers see either nothing or the whole content.
+fn write_atomically(path: &Path, content: &str) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().context("the port file has no file name")?;
+    let temp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    std::fs::write(&temp, content).with_context(|| format!("write {}", temp.display()))?;
+    std::fs::rename(&temp, path).with_context(|| format!("rename to {}", path.display()))?;
+    Ok(())
+}
+
+fn log_event(event: diagnostic::Event) {
+    use diagnostic::Event;
+    match event {
+        Event::Pong => tracing::info!("pong"),
+        Event::Idle => tracing::debug!("idle"),
+        Event::NewConnection(info) => {
+            tracing::info!(conn = %info.id, peer = %info.address, identity = info.identity.is_some(), "new connection");
+        }
+        Event::LostConnection(info) => {
+            tracing::info!(conn = %info.id, peer = %info.address, "lost connection");
+        }
+        Event::Shutdown(stopped) => tracing::info!(?stopped, "shutdown"),
+        other => tracing::debug!(?other, "event"),
+    }
 }

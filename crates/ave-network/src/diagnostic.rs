@@ -153,13 +153,11 @@ pub fn builder(options: Options) -> ServiceBuilder {
         })
         .rpc("raise_timeout", none(), |_, ()| async {
             let options = ave_cmd::Options::new().timeout(Duration::from_secs(1));
-            ave_cmd::run_async("sleep 10", &options).await.map_err(AveException::from)?;
+            ave_cmd::run_async("sleep 10", &options).await?;
             Ok(())
         })
         .rpc("raise_run_error", none(), |_, ()| async {
-            ave_cmd::run_async("no_such_exe", &ave_cmd::Options::new())
-                .await
-                .map_err(AveException::from)?;
+            ave_cmd::run_async("no_such_exe", &ave_cmd::Options::new()).await?;
             Ok(())
         })
         .rpc("run_external", params(["cmd"]), |_, (cmd,): (Value,)| async move {
@@ -173,7 +171,7 @@ pub fn builder(options: Options) -> ServiceBuilder {
                     ));
                 }
             };
-            let out = ave_cmd::run_async(argv, &ave_cmd::Options::new()).await.map_err(AveException::from)?;
+            let out = ave_cmd::run_async(argv, &ave_cmd::Options::new()).await?;
             Ok((out.legacy_code(), out.text().into_owned(), ""))
         })
         .rpc("stop", none(), |ctx, ()| async move {

@@ -1,8 +1,10 @@
 //! Integration tests of the `ave` binary: real runs of the program as a user types it.
 
+mod call;
 mod config;
 mod help;
 mod run;
+mod serve;
 mod tripe;
 
 use std::process::{Command, Output};
