@@ -1,13 +1,23 @@
 #!/usr/bin/env python3
 """An AVE Control server written from the specification (spec/ave-common.md, sections
-1 to 3), in the style of the original: one thread, one poll loop, non-blocking sockets,
-a partial input and a pending output per connection, and every RPC run inside the loop
-(so a slow RPC delays every client, as the original does).
+1 to 3), structured like the original: one thread, one poll loop, one event handled per
+connection and step, the connection states of section 3.7 (accepting, authenticating,
+established), the partial-message state machine of section 1.3 (exactly the missing
+header bytes, then exactly the missing payload bytes, per read; header and payload
+written separately), one pending response per connection with the socket registered for
+POLLOUT only while it is pending, and every RPC run inside the loop (a slow RPC delays
+every client, as in the original).
 
 It is the independent peer of the Rust client in the interoperability tests and the
 baseline of the throughput benchmark. Standard library only.
 
-Usage: server.py [--authkey KEY] [--account NAME=KEY]...
+One deliberate difference: accepted sockets get TCP_NODELAY (with --nodelay, the
+default in the benchmark). The original writes a frame's header and payload with two
+`send` calls and leaves Nagle's algorithm on, so on Linux the payload can wait for the
+delayed ACK of the header (up to 40 ms); without the option this server keeps that
+behaviour.
+
+Usage: server.py [--nodelay] [--authkey KEY] [--account NAME=KEY]...
 Prints the port on stdout once it listens; serves until an RPC raises Exit, `stop` is
 called, or SIGTERM.
 """
@@ -24,21 +34,131 @@ import sys
 import time
 
 CHALLENGE = b'#CHALLENGE#'
-MAX_FRAME = 64 * 1024 * 1024
+IN = select.POLLIN | select.POLLPRI
+OUT = select.POLLOUT
+ERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
 class Exit(Exception):
     pass
 
 
-class RpcError(Exception):
+class AveException(Exception):
     def __init__(self, details):
         Exception.__init__(self, details.get('message'))
+        details.setdefault('type', 'AveException')
         self.details = details
 
 
-def frame(payload):
-    return struct.pack('>L', len(payload)) + payload
+class ConnectionClosed(Exception):
+    pass
+
+
+class Connection(object):
+    """The non-blocking connection of section 1.2/1.3, partial state included."""
+
+    def __init__(self, sock, address):
+        self.sock = sock
+        self.address = address
+        self.in_header = b''
+        self.in_payload = b''
+        self.out_header = None
+        self.out_payload = b''
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def read(self, size):
+        try:
+            data = self.sock.recv(size)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as e:
+            raise ConnectionClosed(str(e))
+        if not data:
+            raise ConnectionClosed()
+        return data
+
+    def write(self, data):
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as e:
+            raise ConnectionClosed(str(e))
+        if sent == 0:
+            raise ConnectionClosed()
+        return sent
+
+    def get(self):
+        if len(self.in_header) < 4:
+            data = self.read(4 - len(self.in_header))
+            if data is None:
+                return None
+            self.in_header += data
+            if len(self.in_header) < 4:
+                return None
+        (size,) = struct.unpack('>L', self.in_header)
+        if len(self.in_payload) < size:
+            data = self.read(size - len(self.in_payload))
+            if data is None:
+                return None
+            self.in_payload += data
+            if len(self.in_payload) < size:
+                return None
+        payload = self.in_payload
+        self.in_header = b''
+        self.in_payload = b''
+        return payload
+
+    def put(self, payload):
+        if self.out_header is None:
+            self.out_header = struct.pack('>L', len(payload))
+            self.out_payload = payload
+        if self.out_header:
+            sent = self.write(self.out_header)
+            self.out_header = self.out_header[sent:]
+            if self.out_header:
+                return None
+        if self.out_payload:
+            sent = self.write(self.out_payload)
+            self.out_payload = self.out_payload[sent:]
+            if self.out_payload:
+                return None
+        self.out_header = None
+        return payload
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def rpc(function):
+    function.ave_rpc = True
+    return function
+
+
+def auth(function):
+    function.ave_auth = True
+    return function
+
+
+def enforce_unicode(value):
+    """The original's result conversion (section 3.4)."""
+    if not value:
+        return value
+    if isinstance(value, (int, float, str, bool)):
+        return value
+    if isinstance(value, bytes):
+        return value.decode('ascii', 'replace')
+    if isinstance(value, (list, tuple)):
+        return [enforce_unicode(v) for v in value]
+    if isinstance(value, dict):
+        return dict((enforce_unicode(k), enforce_unicode(v)) for k, v in value.items())
+    raise Exception('INTERNAL ERROR: OBJECT IS NOT JSON COMPATIBLE: %s' % (value,))
 
 
 def dumps(obj):
@@ -46,19 +166,9 @@ def dumps(obj):
     return json.dumps(obj, ensure_ascii=True, separators=(', ', ': ')).encode('ascii')
 
 
-class Conn(object):
-    def __init__(self, sock, addr):
-        self.sock = sock
-        self.addr = addr
-        self.inbuf = bytearray()
-        self.outbuf = bytearray()
-        self.state = 'authenticating'
-        self.salt = os.urandom(20)
-        self.identity = None
-
-
-class Server(object):
-    def __init__(self, authkey, accounts):
+class Control(object):
+    def __init__(self, authkey, accounts, nodelay=False):
+        self.nodelay = nodelay
         self.keys = {0: authkey}
         self.keys.update(accounts)
         self.pongs = 0
@@ -67,19 +177,15 @@ class Server(object):
         self.listener.bind(('127.0.0.1', 0))
         self.listener.listen(socket.SOMAXCONN)
         self.listener.setblocking(False)
-        self.poll = select.poll()
-        self.poll.register(self.listener.fileno(), select.POLLIN)
-        self.conns = {}
+        self.pollset = select.poll()
+        self.pollset.register(self.listener.fileno(), IN | ERR)
+        self.fds = {}
+        self.accepting = set()
+        self.authenticating = {}
+        self.established = {}
+        self.outgoing = {}
         self.alive = True
-        self.rpcs = {
-            'sync_ping': self.sync_ping, 'async_ping': self.async_ping,
-            'get_pongs': self.get_pongs, 'upper': self.upper, 'whoami': self.whoami,
-            'auth_only': self.auth_only, 'sleep': self.sleep, 'get_pid': self.get_pid,
-            'raise_plain_exception': self.raise_plain_exception,
-            'raise_ave_exception': self.raise_ave_exception,
-            'raise_exit': self.raise_exit, 'stop': self.stop,
-        }
-        self.auth_rpcs = {'auth_only'}
+        self.current_connection = None
 
     @property
     def port(self):
@@ -87,220 +193,205 @@ class Server(object):
 
     # RPC methods ---------------------------------------------------------------------
 
+    @rpc
     def sync_ping(self, alt=None):
         return alt if alt is not None else 'pong'
 
+    @rpc
     def async_ping(self):
         self.pongs += 1
 
+    @rpc
     def get_pongs(self):
         return self.pongs
 
+    @rpc
     def upper(self, message):
         return message.upper()
 
+    @rpc
     def whoami(self):
-        return self.current.identity
+        return self.established[self.current_connection]
 
+    @rpc
+    @auth
     def auth_only(self):
         return 'secret'
 
+    @rpc
     def sleep(self, seconds):
         time.sleep(seconds)
 
+    @rpc
     def get_pid(self):
         return os.getpid()
 
+    @rpc
     def raise_plain_exception(self, message):
         raise Exception(message)
 
+    @rpc
     def raise_ave_exception(self, details, depth=0):
         if depth > 0:
             return self.raise_ave_exception(details, depth - 1)
-        details = dict(details)
-        details.setdefault('type', 'AveException')
-        raise RpcError(details)
+        raise AveException(dict(details))
 
+    @rpc
     def raise_exit(self, msg='passed to client'):
         raise Exit(msg)
 
+    @rpc
     def stop(self):
         self.alive = False
 
     # The protocol -------------------------------------------------------------------
 
-    def accept(self):
-        try:
-            sock, addr = self.listener.accept()
-        except BlockingIOError:
-            return
-        sock.setblocking(False)
-        conn = Conn(sock, addr)
-        conn.outbuf += frame(CHALLENGE + conn.salt)
-        self.conns[sock.fileno()] = conn
-        self.poll.register(sock.fileno(), select.POLLIN | select.POLLOUT)
+    def register(self, conn, mask):
+        self.pollset.modify(conn.fileno(), mask)
 
-    def close(self, conn):
+    def drop(self, conn):
+        for table in (self.authenticating, self.established, self.outgoing):
+            table.pop(conn, None)
+        self.accepting.discard(conn)
+        self.fds.pop(conn.fileno(), None)
         try:
-            self.poll.unregister(conn.sock.fileno())
+            self.pollset.unregister(conn.fileno())
         except (KeyError, ValueError):
             pass
-        self.conns.pop(conn.sock.fileno(), None)
-        conn.sock.close()
+        conn.close()
 
-    def queue(self, conn, obj):
-        conn.outbuf += frame(dumps(obj))
-        self.poll.modify(conn.sock.fileno(), select.POLLIN | select.POLLOUT)
-
-    def authenticate(self, conn, digest):
-        conn.identity = None
+    def validate_digest(self, salt, digest):
         for key in self.keys.values():
             if key is None:
                 continue
-            expected = hmac.new(key.encode('utf-8'), conn.salt, 'md5').digest()
-            if hmac.compare_digest(expected, digest):
-                conn.identity = key
-                break
-        conn.state = 'established'
-        self.queue(conn, {'authenticated': conn.identity is not None})
+            if hmac.new(key.encode('utf-8'), salt, 'md5').digest() == digest:
+                return key
+        return None
 
-    def validate(self, conn, payload):
+    def validate_rpc(self, payload):
         try:
             request = json.loads(payload.decode('utf-8'))
         except ValueError:
-            return None, 'malformed JSON: %s' % payload.decode('utf-8', 'replace')
-        if not isinstance(request, dict):
-            return None, 'the "method" attribute is missing'
+            raise Exception('malformed JSON: %s' % payload.decode('utf-8', 'replace'))
         if 'method' not in request:
-            return request, 'the "method" attribute is missing'
+            raise Exception('the "method" attribute is missing')
         if 'params' not in request:
-            return request, 'the "params" attribute is missing'
-        if not isinstance(request.get('async', False), bool):
-            return request, 'RPC async flag is not a boolean: %r' % (request,)
-        method = request['method']
-        if method not in self.rpcs:
-            return request, 'no such RPC: %s' % (method,)
-        if method in self.auth_rpcs and not conn.identity:
-            return request, 'not authenticated to make this call'
+            raise Exception('the "params" attribute is missing')
+        if 'async' in request and not isinstance(request['async'], bool):
+            raise Exception('RPC async flag is not a boolean: %r' % (request,))
+        try:
+            function = getattr(self, request['method'])
+        except (AttributeError, TypeError):
+            raise Exception('no such RPC: %s' % (request['method'],))
+        if not getattr(function, 'ave_rpc', False):
+            raise Exception('not an RPC: %r' % (request,))
+        if getattr(function, 'ave_auth', False) and not self.established[self.current_connection]:
+            raise Exception('not authenticated to make this call')
         params = request['params']
         if 'vargs' not in params or 'kwargs' not in params:
-            return request, 'malformed arguments: %r' % (params,)
-        return request, None
+            raise Exception('malformed arguments: %r' % (params,))
+        return function, params['vargs'], params['kwargs'], request.get('async', False)
 
-    def perform(self, conn, payload):
-        request, error = self.validate(conn, payload)
-        is_async = isinstance(request, dict) and request.get('async') is True
-        if error is not None:
-            self.queue(conn, {'exception': error})
-            return
-        self.current = conn
-        params = request['params']
+    def perform_rpc(self, conn, payload):
         try:
-            result = self.rpcs[request['method']](*params['vargs'], **params['kwargs'])
+            function, vargs, kwargs, is_async = self.validate_rpc(payload)
+        except Exception as e:
+            # The original answers validation errors even for async calls.
+            self.outgoing[conn] = dumps({'exception': str(e)})
+            self.register(conn, OUT)
+            return
+        try:
+            result = enforce_unicode(function(*vargs, **kwargs))
+            response = {'result': result}
         except Exit as e:
-            self.queue(conn, {'exception': {'type': 'Exit', 'message': str(e)}})
-            self.flush(conn, blocking=True)
+            conn.put(dumps({'exception': {'type': 'Exit', 'message': str(e)}}))
             self.alive = False
             return
-        except RpcError as e:
+        except AveException as e:
             details = e.details
-            details.setdefault('trace', [['server.py', 0, request['method'], None]])
-            if not is_async:
-                self.queue(conn, {'exception': details})
-            return
+            details.setdefault('trace', [['server.py', 0, function.__name__, None]])
+            response = {'exception': details}
         except Exception as e:
-            if not is_async:
-                self.queue(conn, {'exception': {
-                    'type': type(e).__name__, 'message': str(e),
-                    'trace': [['server.py', 0, request['method'], None]]}})
-            return
+            response = {'exception': {'type': type(e).__name__, 'message': str(e),
+                                      'trace': [['server.py', 0, function.__name__, None]]}}
         if not is_async:
-            self.queue(conn, {'result': result})
+            self.outgoing[conn] = dumps(response)
+            self.register(conn, OUT)
 
-    def readable(self, conn):
+    def step(self):
         try:
-            data = conn.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
+            events = self.pollset.poll()
+        except InterruptedError:
             return
-        except OSError:
-            self.close(conn)
-            return
-        if not data:
-            self.close(conn)
-            return
-        conn.inbuf += data
-        while len(conn.inbuf) >= 4 and conn.sock.fileno() in self.conns:
-            (size,) = struct.unpack('>L', bytes(conn.inbuf[:4]))
-            if size > MAX_FRAME:
-                self.queue(conn, {'exception': {
-                    'type': 'OverflowError',
-                    'message': 'got invalid RPC from client, frame too large. disconnect'}})
-                self.flush(conn, blocking=True)
-                self.close(conn)
-                return
-            if len(conn.inbuf) < 4 + size:
-                return
-            payload = bytes(conn.inbuf[4:4 + size])
-            del conn.inbuf[:4 + size]
-            if conn.state == 'authenticating':
-                self.authenticate(conn, payload)
-            else:
-                self.perform(conn, payload)
+        for fd, event in events:
+            if fd == self.listener.fileno():
+                try:
+                    sock, address = self.listener.accept()
+                except BlockingIOError:
+                    continue
+                sock.setblocking(False)
+                if self.nodelay:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn = Connection(sock, address)
+                self.fds[sock.fileno()] = conn
+                self.accepting.add(conn)
+                self.pollset.register(sock.fileno(), OUT | ERR)
+                continue
+            conn = self.fds.get(fd)
+            if conn is None:
+                continue
+            self.current_connection = conn
+            try:
+                if conn in self.accepting:
+                    if event & ERR:
+                        self.drop(conn)
+                    elif event & OUT:
+                        conn.salt = os.urandom(20)
+                        conn.put(CHALLENGE + conn.salt)
+                        self.accepting.discard(conn)
+                        self.authenticating[conn] = None
+                        self.register(conn, IN | ERR)
+                elif conn in self.authenticating:
+                    if event & ERR:
+                        self.drop(conn)
+                    elif event & IN:
+                        digest = conn.get()
+                        if digest is not None:
+                            self.authenticating[conn] = self.validate_digest(conn.salt, digest)
+                            self.register(conn, OUT | ERR)
+                    elif event & OUT:
+                        key = self.authenticating.pop(conn)
+                        conn.put(dumps({'authenticated': key is not None}))
+                        self.established[conn] = key
+                        self.register(conn, IN | ERR)
+                elif conn in self.established:
+                    if event & ERR:
+                        self.drop(conn)
+                    elif event & IN:
+                        payload = conn.get()
+                        if payload is not None:
+                            self.perform_rpc(conn, payload)
+                    elif event & OUT:
+                        pending = self.outgoing.get(conn)
+                        if pending is None or conn.put(pending) is not None:
+                            self.outgoing.pop(conn, None)
+                            self.register(conn, IN | ERR)
+            except ConnectionClosed:
+                self.drop(conn)
             if not self.alive:
                 return
 
-    def flush(self, conn, blocking=False):
-        if blocking:
-            conn.sock.setblocking(True)
-        try:
-            while conn.outbuf:
-                sent = conn.sock.send(conn.outbuf)
-                del conn.outbuf[:sent]
-                if not blocking:
-                    break
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError:
-            self.close(conn)
-            return
-        finally:
-            if blocking and conn.sock.fileno() in self.conns:
-                conn.sock.setblocking(False)
-        if not conn.outbuf and conn.sock.fileno() in self.conns:
-            self.poll.modify(conn.sock.fileno(), select.POLLIN)
-
-    def serve(self):
+    def run(self):
         while self.alive:
-            try:
-                events = self.poll.poll()
-            except InterruptedError:
-                continue
-            for fd, ev in events:
-                if fd == self.listener.fileno():
-                    self.accept()
-                    continue
-                conn = self.conns.get(fd)
-                if conn is None:
-                    continue
-                if ev & (select.POLLERR | select.POLLNVAL):
-                    self.close(conn)
-                    continue
-                if ev & select.POLLIN:
-                    self.readable(conn)
-                elif ev & select.POLLHUP:
-                    self.close(conn)
-                    continue
-                if fd in self.conns and ev & select.POLLOUT:
-                    self.flush(conn)
-                if not self.alive:
-                    break
-        for conn in list(self.conns.values()):
-            self.close(conn)
+            self.step()
+        for conn in list(self.fds.values()):
+            self.drop(conn)
         self.listener.close()
 
 
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument('--nodelay', action='store_true')
     parser.add_argument('--authkey')
     parser.add_argument('--account', action='append', default=[])
     args = parser.parse_args()
@@ -308,10 +399,10 @@ def main():
     for spec in args.account:
         name, _, key = spec.partition('=')
         accounts[name] = key or None
-    server = Server(args.authkey, accounts)
+    control = Control(args.authkey, accounts, nodelay=args.nodelay)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print(server.port, flush=True)
-    server.serve()
+    print(control.port, flush=True)
+    control.run()
 
 
 if __name__ == '__main__':

@@ -1,0 +1,116 @@
+//! Sequential RPC round trip: `RemoteControl` calling `sync_ping` on a `Control`, against a
+//! bare length-prefixed echo over tokio (the floor of any framed protocol), side by side in
+//! one run on the same runtime. Prints one BENCH line; bounded to a few seconds.
+
+// A benchmark prints its results.
+#![allow(clippy::print_stdout)]
+
+use std::time::{Duration, Instant};
+
+use ave_network::{Control, RemoteControl, diagnostic};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+const ROUNDS: usize = 7;
+const CALLS: usize = 4000;
+
+/// One frame from a stream, with a read buffer kept between calls (one `read` per frame
+/// when the whole frame has arrived).
+async fn read_frame(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
+    loop {
+        if buf.len() >= 4 {
+            let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+            if buf.len() >= 4 + len {
+                let frame = buf[4..4 + len].to_vec();
+                buf.drain(..4 + len);
+                return Ok(frame);
+            }
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn framed(payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+async fn echo_server(listener: TcpListener) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { return };
+        stream.set_nodelay(true).unwrap();
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            while let Ok(frame) = read_frame(&mut stream, &mut buf).await {
+                if stream.write_all(&framed(&frame)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let control = Control::builder(diagnostic::service(diagnostic::Options::new())).build().unwrap();
+        let port = control.port();
+        let handle = control.handle();
+        let server = tokio::spawn(control.run());
+        let client = RemoteControl::new(("127.0.0.1", port), None);
+        client.connect(None).await.unwrap();
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let echo_addr = listener.local_addr().unwrap();
+        tokio::spawn(echo_server(listener));
+        let mut echo = TcpStream::connect(echo_addr).await.unwrap();
+        echo.set_nodelay(true).unwrap();
+        // The echo carries the bytes of the same request our client sends.
+        let request = ave_network::Call::new("sync_ping").request(&serde_json::Value::Null);
+        let request = framed(&ave_network::json::to_vec(&request).unwrap());
+        let mut echo_buf = Vec::new();
+
+        let mut ours = Vec::new();
+        let mut peer = Vec::new();
+        for round in 0..=ROUNDS {
+            let started = Instant::now();
+            for _ in 0..CALLS {
+                let reply = client.call("sync_ping", ()).await.unwrap();
+                assert_eq!(reply, "pong");
+            }
+            let ours_us = started.elapsed().as_secs_f64() * 1e6 / CALLS as f64;
+            let started = Instant::now();
+            for _ in 0..CALLS {
+                echo.write_all(&request).await.unwrap();
+                let frame = read_frame(&mut echo, &mut echo_buf).await.unwrap();
+                assert_eq!(frame.len(), request.len() - 4);
+            }
+            let peer_us = started.elapsed().as_secs_f64() * 1e6 / CALLS as f64;
+            // Round 0 warms up both paths.
+            if round > 0 {
+                ours.push(ours_us);
+                peer.push(peer_us);
+            }
+        }
+        let (ours, peer) = (median(ours), median(peer));
+        println!(
+            "BENCH name=rpc_round_trip|ours={ours:.1}|peer=tokio length-prefixed echo|peer_value={peer:.1}|unit=us|better=lower|target=1.3"
+        );
+        handle.stop();
+        tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
+    });
+}

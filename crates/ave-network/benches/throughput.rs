@@ -1,0 +1,102 @@
+//! Throughput with 64 concurrent connections, each making one call after another: our
+//! `Control` against the Python 3 peer server (a single-threaded poll loop written like the
+//! original's, `tests/it/peers/server.py`), driven by the same Rust clients in one run.
+//! Prints one BENCH line; bounded to about ten seconds.
+
+// A benchmark prints its results.
+#![allow(clippy::print_stdout)]
+
+use std::{
+    io::BufRead,
+    process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use ave_network::{Address, Connection, Control, RemoteControl, diagnostic, json};
+
+const CONNECTIONS: usize = 64;
+const WARMUP: Duration = Duration::from_millis(500);
+const MEASURE: Duration = Duration::from_secs(3);
+
+/// Calls per second that 64 clients get out of the server at `address`.
+fn measure(address: Address) -> f64 {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let request = ave_network::Call::new("sync_ping").request(&serde_json::Value::Null);
+        let request = Arc::new(json::to_vec(&request).unwrap());
+        let mut conns: Vec<Connection> = Vec::new();
+        for _ in 0..CONNECTIONS {
+            let remote = RemoteControl::new(address.clone(), None)
+                .with_timeout(Some(Duration::from_secs(10)));
+            assert_eq!(remote.call("sync_ping", ()).await.unwrap(), "pong");
+            conns.push(remote.into_connection().await.unwrap());
+        }
+        let counting = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let calls = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for mut conn in conns {
+            let (request, counting, stop, calls) =
+                (request.clone(), counting.clone(), stop.clone(), calls.clone());
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    conn.write_frame(&request).await.unwrap();
+                    let reply = conn.read_frame().await.unwrap();
+                    debug_assert_eq!(reply, br#"{"result": "pong"}"#);
+                    if counting.load(Ordering::Relaxed) {
+                        calls.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(WARMUP).await;
+        counting.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        tokio::time::sleep(MEASURE).await;
+        let done = calls.load(Ordering::Relaxed);
+        let elapsed = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        done as f64 / elapsed.as_secs_f64()
+    })
+}
+
+fn main() {
+    // Ours: the server on its own runtime, as `ave serve` runs it.
+    let control =
+        Control::builder(diagnostic::service(diagnostic::Options::new())).build().unwrap();
+    let port = control.port();
+    let handle = control.handle();
+    let server = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        rt.block_on(control.run()).unwrap()
+    });
+    let ours = measure(Address::new("127.0.0.1", port));
+    handle.stop();
+    server.join().unwrap();
+
+    // The peer: the Python server, in its own process.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/peers/server.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg("--nodelay")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs the peer server");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let peer_port: u16 = line.trim().parse().expect("the peer prints its port");
+    let peer = measure(Address::new("127.0.0.1", peer_port));
+    let _ = child.kill();
+    let _ = child.wait();
+
+    println!(
+        "BENCH name=throughput_64_connections|ours={ours:.0}|peer=python3 poll-loop server|peer_value={peer:.0}|unit=calls/s|better=higher|target=20"
+    );
+}
