@@ -62,6 +62,11 @@ pub mod guide {
     //! Long-form documentation: the Markdown files of the workspace's `docs/` folder,
     //! published here so that their examples are compiled and run as doctests.
 
+    #[cfg(feature = "network")]
+    pub mod calling_services {
+        #![doc = include_str!("../../../docs/calling-services.md")]
+    }
+
     pub mod config_and_privileges {
         #![doc = include_str!("../../../docs/config-and-privileges.md")]
     }
@@ -79,8 +84,18 @@ pub mod guide {
         #![doc = include_str!("../../../docs/pty-runner.md")]
     }
 
+    #[cfg(feature = "network")]
+    pub mod rpc_protocol {
+        #![doc = include_str!("../../../docs/rpc-protocol.md")]
+    }
+
     #[cfg(feature = "tripe")]
     pub mod tripe {
         #![doc = include_str!("../../../docs/tripe.md")]
+    }
+
+    #[cfg(all(feature = "network", feature = "exceptions"))]
+    pub mod writing_a_service {
+        #![doc = include_str!("../../../docs/writing-a-service.md")]
     }
 }
