@@ -42,8 +42,8 @@ pub fn encode(payload: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
 
 /// Input bytes of one connection, cut into frames.
 ///
-/// Feed it with what the socket gives ([`FrameBuffer::read_target`], then
-/// [`FrameBuffer::filled`], or [`FrameBuffer::extend`]) and take frames out with
+/// Feed it with what the socket gives (append to [`FrameBuffer::read_target`], or call
+/// [`FrameBuffer::extend`]) and take frames out with
 /// [`FrameBuffer::next_frame`]. Bytes that do not yet form a whole frame stay buffered, so
 /// the buffer is also the "partial input" of a connection that is handed over
 /// ([`FrameBuffer::into_bytes`], [`FrameBuffer::from_bytes`]).
