@@ -62,11 +62,13 @@ mod control;
 pub mod diagnostic;
 mod dispatch;
 mod error;
+pub mod fdtx;
 pub mod frame;
 pub mod handshake;
 pub mod json;
 mod service;
 mod session;
+mod sys;
 
 pub use crate::{
     client::{BlockingRemoteControl, Call, ONE_WAY_BUDGET, RemoteControl},
