@@ -125,6 +125,9 @@ pub enum Stopped {
     Shutdown(Option<AveException>),
     /// A termination signal arrived (SIGTERM, with [`ControlBuilder::handle_signals`]).
     Signal(i32),
+    /// A successor took over the listener and every connection
+    /// ([`crate::handover`]); nothing was closed.
+    Replaced,
 }
 
 /// The per-connection record shared between the connection's task, the table and the
@@ -195,6 +198,9 @@ pub(crate) enum Command {
     Exit(AveException),
     StopListening(oneshot::Sender<()>),
     Adopt(Adoption),
+    TakeListener(oneshot::Sender<Option<TcpListener>>),
+    SetListener(TcpListener, oneshot::Sender<Result<(), Error>>),
+    Replaced,
 }
 
 /// A connection to serve that did not come from the listener.
@@ -565,6 +571,36 @@ impl Control {
                         let permit = permits.clone().try_acquire_owned().ok();
                         spawn_adopted(&shared, &mut tasks, adoption, permit);
                     }
+                    Some(Command::TakeListener(reply)) => {
+                        shared.listening.store(false, Ordering::Release);
+                        let taken = listener.take().and_then(|l| match l.into_std() {
+                            Ok(l) => Some(l),
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot take the listener out of the runtime");
+                                None
+                            }
+                        });
+                        if let Err(Some(back)) = reply.send(taken) {
+                            // Nobody took it: serve on, rather than close it.
+                            listener = register_listener(back).ok();
+                            shared.listening.store(listener.is_some(), Ordering::Release);
+                        }
+                    }
+                    Some(Command::SetListener(new, reply)) => {
+                        let addr = new.local_addr().ok();
+                        match register_listener(new) {
+                            Ok(l) => {
+                                listener = Some(l);
+                                *lock(&shared.local_addr) = addr;
+                                shared.listening.store(true, Ordering::Release);
+                                let _ = reply.send(Ok(()));
+                            }
+                            Err(e) => {
+                                let _ = reply.send(Err(e));
+                            }
+                        }
+                    }
+                    Some(Command::Replaced) => break Stopped::Replaced,
                 },
                 Some(()) = next_signal(&mut signals) => {
                     break Stopped::Signal(nix::libc::SIGTERM);
@@ -623,7 +659,7 @@ impl Control {
         let details = match &reason {
             Stopped::Exit(details) => Some(details.clone()),
             Stopped::Shutdown(details) => details.clone(),
-            Stopped::Stop | Stopped::Signal(_) => None,
+            Stopped::Stop | Stopped::Signal(_) | Stopped::Replaced => None,
         };
         tracing::info!(service = %shared.config.name, reason = ?reason, "shutting down");
         shared.shutdown.send_replace(Some(ShutdownSignal { details, deadline }));
@@ -634,7 +670,14 @@ impl Control {
                 Command::StopListening(ack) => {
                     let _ = ack.send(());
                 }
-                Command::Stop | Command::Shutdown(_) | Command::Exit(_) => {}
+                Command::TakeListener(reply) => {
+                    let _ = reply.send(None);
+                }
+                Command::SetListener(_, reply) => {
+                    let _ = reply
+                        .send(Err(Error::Invalid("the server is shutting down".to_owned())));
+                }
+                Command::Stop | Command::Shutdown(_) | Command::Exit(_) | Command::Replaced => {}
             }
         }
         let grace = deadline + Duration::from_millis(500);
@@ -650,6 +693,12 @@ impl Control {
         }
         Ok(reason)
     }
+}
+
+/// Registers a listening socket with the runtime.
+fn register_listener(l: TcpListener) -> Result<tokio::net::TcpListener, Error> {
+    l.set_nonblocking(true).map_err(|e| Error::io("use the listening socket", e))?;
+    tokio::net::TcpListener::from_std(l).map_err(|e| Error::io("use the listening socket", e))
 }
 
 fn spawn_adopted(
@@ -731,6 +780,36 @@ impl ControlHandle {
         let (ack, done) = oneshot::channel();
         self.shared.send(Command::StopListening(ack));
         let _ = done.await;
+    }
+
+    /// Takes the listener out of the server, open: new connects wait in the kernel's
+    /// backlog until some server accepts on it again (this one after
+    /// [`ControlHandle::set_listener`], or another process it was handed to). `None` if
+    /// there was no listener or the server has stopped.
+    pub async fn take_listener(&self) -> Option<TcpListener> {
+        let (reply, taken) = oneshot::channel();
+        self.shared.send(Command::TakeListener(reply));
+        taken.await.ok().flatten()
+    }
+
+    /// Serves on `listener` from now on, instead of the current listener if any (which is
+    /// closed).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the socket cannot be registered with the runtime;
+    /// [`Error::Invalid`] if the server has stopped.
+    pub async fn set_listener(&self, listener: TcpListener) -> Result<(), Error> {
+        let (reply, done) = oneshot::channel();
+        self.shared.send(Command::SetListener(listener, reply));
+        done.await
+            .map_err(|_| Error::Invalid("the server has stopped".to_owned()))?
+    }
+
+    /// Ends the event loop with [`Stopped::Replaced`]: a successor serves every
+    /// connection now.
+    pub(crate) fn replaced(&self) {
+        self.shared.send(Command::Replaced);
     }
 
     /// Whether the listener is open.
