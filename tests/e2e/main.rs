@@ -6,3 +6,4 @@
 mod cmd;
 mod facade;
 mod persona;
+mod stress;
