@@ -64,6 +64,7 @@ mod dispatch;
 mod error;
 pub mod fdtx;
 pub mod frame;
+pub mod handover;
 pub mod handshake;
 pub mod json;
 mod service;
