@@ -11,6 +11,7 @@ mod connection;
 mod control_async;
 mod control_sync;
 mod exception;
+mod fdtx;
 mod handover;
 mod hostile;
 mod python;
