@@ -164,6 +164,63 @@ fn a_call_stalled_past_the_timeout_fails_the_verdict() {
 }
 
 #[test]
+fn a_descriptor_leak_fails_the_verdict() {
+    let (output, report) = harness(
+        "leak-fds",
+        &[
+            "--clients",
+            "2",
+            "--limit",
+            "600",
+            "--payload",
+            "1000",
+            "--deadline",
+            "120",
+            "--inject-fault",
+            "leak-fds",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    // One descriptor per served call, far beyond two per client plus 32.
+    assert!(report["server"]["peak_fds"].as_u64().unwrap() > 599, "{report:#}");
+    assert_eq!(check(&report, "the server's descriptors stayed bounded")["ok"], false);
+    // Everything else held.
+    let failed: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["the server's descriptors stayed bounded"]);
+}
+
+#[test]
+fn a_memory_leak_fails_the_verdict() {
+    let (output, report) = harness(
+        "leak-memory",
+        &[
+            "--clients",
+            "2",
+            "--limit",
+            "600",
+            "--payload",
+            "1000",
+            "--deadline",
+            "120",
+            "--max-rss-mib",
+            "40",
+            "--inject-fault",
+            "leak-memory",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    // 100 KiB kept per served call: about 60 MiB over a bound of 40.
+    assert!(report["server"]["peak_rss_kib"].as_u64().unwrap() > 40 << 10, "{report:#}");
+    assert_eq!(check(&report, "the server's resident memory stayed bounded")["ok"], false);
+}
+
+#[test]
 fn the_overall_bound_kills_every_process() {
     let (output, report) = harness(
         "bound",

@@ -339,68 +339,79 @@ impl Run<'_> {
                         if self.server_eof { "ended" } else { "running" }
                     );
                     self.kill_everything();
+                    // Every process is gone, so the reader threads end: take in what
+                    // they still have.
+                    while let Ok(message) = rx.recv() {
+                        self.handle(message, step);
+                    }
                     break;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
-            match message {
-                Message::Server(ServerEvent::Progress { served, fds, rss_kib }) => println!(
-                    "stress: [{:7.1} s] server served {served}/{} calls, {fds} fds, {} MiB resident; \
-                     clients finished {}/{total}",
+            self.handle(message, step);
+        }
+    }
+
+    /// Takes in one message from the reader threads.
+    fn handle(&mut self, message: Message, step: usize) {
+        let total = self.clients.len();
+        match message {
+            Message::Server(ServerEvent::Progress { served, fds, rss_kib }) => println!(
+                "stress: [{:7.1} s] server served {served}/{} calls, {fds} fds, {} MiB resident; \
+                 clients finished {}/{total}",
+                self.elapsed(),
+                self.args.limit - 1,
+                rss_kib / 1024,
+                self.finished()
+            ),
+            Message::Server(ServerEvent::Limit { .. }) => {
+                self.limit_seen = true;
+                println!(
+                    "stress: [{:7.1} s] call {} arrived: the server shuts down with \
+                     Exit('{LIMIT_MESSAGE}')",
                     self.elapsed(),
-                    self.args.limit - 1,
-                    rss_kib / 1024,
-                    self.finished()
-                ),
-                Message::Server(ServerEvent::Limit { .. }) => {
-                    self.limit_seen = true;
+                    self.args.limit
+                );
+            }
+            Message::Server(ServerEvent::Result(result)) => {
+                println!(
+                    "stress: [{:7.1} s] the server stopped ({}) after serving {} calls",
+                    self.elapsed(),
+                    result.stopped,
+                    result.served
+                );
+                self.result = Some(result);
+            }
+            Message::Server(ServerEvent::Listening { .. }) => {}
+            Message::ServerText(line) => println!("stress: server: {line}"),
+            Message::ServerEof => {
+                self.server_eof = true;
+                self.server.wait();
+            }
+            Message::Client(index, output) => {
+                let (kind, proc) = &mut self.clients[index];
+                let kind = *kind;
+                let status = proc.wait();
+                self.outputs[index] = Some(output);
+                let code = status.and_then(|s| s.code());
+                if !matches!(code, Some(0 | 3)) {
+                    let detail = self.outputs[index]
+                        .as_deref()
+                        .and_then(parse_client_report)
+                        .map_or_else(|| "no report".to_owned(), |r| r.detail);
                     println!(
-                        "stress: [{:7.1} s] call {} arrived: the server shuts down with \
-                         Exit('{LIMIT_MESSAGE}')",
+                        "stress: [{:7.1} s] client {index} ({}) failed with {}: {detail}",
                         self.elapsed(),
-                        self.args.limit
+                        kind.name(),
+                        describe_status(status)
                     );
                 }
-                Message::Server(ServerEvent::Result(result)) => {
+                let finished = self.finished();
+                if finished % step == 0 || finished == total {
                     println!(
-                        "stress: [{:7.1} s] the server stopped ({}) after serving {} calls",
-                        self.elapsed(),
-                        result.stopped,
-                        result.served
+                        "stress: [{:7.1} s] clients finished {finished}/{total}",
+                        self.elapsed()
                     );
-                    self.result = Some(result);
-                }
-                Message::Server(ServerEvent::Listening { .. }) => {}
-                Message::ServerText(line) => println!("stress: server: {line}"),
-                Message::ServerEof => {
-                    self.server_eof = true;
-                    self.server.wait();
-                }
-                Message::Client(index, output) => {
-                    let (kind, proc) = &mut self.clients[index];
-                    let kind = *kind;
-                    let status = proc.wait();
-                    self.outputs[index] = Some(output);
-                    let code = status.and_then(|s| s.code());
-                    if !matches!(code, Some(0 | 3)) {
-                        let detail = self.outputs[index]
-                            .as_deref()
-                            .and_then(parse_client_report)
-                            .map_or_else(|| "no report".to_owned(), |r| r.detail);
-                        println!(
-                            "stress: [{:7.1} s] client {index} ({}) failed with {}: {detail}",
-                            self.elapsed(),
-                            kind.name(),
-                            describe_status(status)
-                        );
-                    }
-                    let finished = self.finished();
-                    if finished % step == 0 || finished == total {
-                        println!(
-                            "stress: [{:7.1} s] clients finished {finished}/{total}",
-                            self.elapsed()
-                        );
-                    }
                 }
             }
         }
@@ -556,11 +567,12 @@ impl Run<'_> {
         );
 
         let slowest_us = totals.values().map(|t| t.slowest_call_us).max().unwrap_or(0);
+        let calls: u64 = totals.values().map(|t| t.calls).sum();
         check(
             "no call stalled as long as the timeout",
-            Duration::from_micros(slowest_us) < args.timeout,
+            calls > 0 && Duration::from_micros(slowest_us) < args.timeout,
             format!(
-                "the slowest call took {:.3} s (timeout {:?})",
+                "the slowest of {calls} calls took {:.3} s (timeout {:?})",
                 slowest_us as f64 / 1e6,
                 args.timeout
             ),
@@ -648,6 +660,8 @@ fn fault_name(fault: Fault) -> &'static str {
         Fault::StripRecognize => "strip-recognize",
         Fault::Stall => "stall",
         Fault::NoLimit => "no-limit",
+        Fault::LeakFds => "leak-fds",
+        Fault::LeakMemory => "leak-memory",
     }
 }
 

@@ -96,6 +96,10 @@ pub(crate) enum Fault {
     Stall,
     /// The server ignores its limit and never shuts down.
     NoLimit,
+    /// The server keeps a descriptor open for every call it serves.
+    LeakFds,
+    /// The server keeps 100 KiB of memory for every call it serves.
+    LeakMemory,
 }
 
 /// The harness's options (the defaults are the original's parameters).

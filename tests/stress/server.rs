@@ -15,7 +15,7 @@ use std::{
     net::{Ipv4Addr, SocketAddr},
     process::ExitCode,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
@@ -57,6 +57,8 @@ struct Gate {
     limit_at_ns: AtomicU64,
     /// Whether the `strip-recognize` fault has been injected.
     stripped: AtomicBool,
+    /// What the `leak-fds` and `leak-memory` faults keep.
+    leaked: Mutex<Vec<Box<dyn std::any::Any + Send>>>,
     /// Established connections now, at most, and in all.
     live: AtomicU64,
     peak_live: AtomicU64,
@@ -85,13 +87,25 @@ impl Gate {
         Err(exit)
     }
 
-    /// Counts a call served; with the `stall` fault, the call halfway to the limit first
-    /// sleeps.
+    /// Counts a call served, injecting the fault if there is one: the `stall` fault
+    /// makes the call halfway to the limit sleep, the leak faults keep a descriptor or
+    /// 100 KiB of memory.
     async fn served(&self, n: u64) {
-        if self.fault == Fault::Stall && n == self.limit / 2 {
-            tokio::time::sleep(self.stall).await;
+        match self.fault {
+            Fault::Stall if n == self.limit / 2 => tokio::time::sleep(self.stall).await,
+            Fault::LeakFds => {
+                if let Ok(file) = std::fs::File::open("/dev/null") {
+                    self.leak(Box::new(file));
+                }
+            }
+            Fault::LeakMemory => self.leak(Box::new(vec![1u8; 100 << 10])),
+            _ => {}
         }
         self.served.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn leak(&self, thing: Box<dyn std::any::Any + Send>) {
+        self.leaked.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(thing);
     }
 
     fn connection_opened(&self) {
@@ -219,6 +233,7 @@ async fn serve(args: &ServerArgs) -> Result<(), String> {
         turned_away: AtomicU64::new(0),
         limit_at_ns: AtomicU64::new(0),
         stripped: AtomicBool::new(false),
+        leaked: Mutex::new(Vec::new()),
         live: AtomicU64::new(0),
         peak_live: AtomicU64::new(0),
         connections: AtomicU64::new(0),
