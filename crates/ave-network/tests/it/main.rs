@@ -13,6 +13,7 @@ mod control_sync;
 mod exception;
 mod fdtx;
 mod handover;
+mod handover_socket;
 mod hostile;
 mod python;
 mod vectors;
