@@ -226,6 +226,7 @@ pub(crate) struct Config {
     pub(crate) max_connections: usize,
     pub(crate) linger: Duration,
     pub(crate) handle_signals: bool,
+    pub(crate) home: Option<std::path::PathBuf>,
 }
 
 /// What a `Control`, its handles, its connection tasks and its method contexts share.
@@ -240,6 +241,10 @@ pub(crate) struct Shared {
     pub(crate) activity: AtomicU64,
     local_addr: Mutex<Option<SocketAddr>>,
     listening: AtomicBool,
+    /// The deferred joins ([`ControlHandle::join_later`]).
+    pub(crate) reaper: crate::defjoin::Reaper,
+    /// Signal handling installed before [`Control::run`] (by a child serving the Control).
+    pub(crate) signals: Mutex<Option<crate::signals::ControlSignals>>,
 }
 
 impl Shared {
@@ -396,11 +401,20 @@ impl ControlBuilder {
         self
     }
 
-    /// Shuts down cleanly on SIGTERM (default: off). The handler is installed for the
-    /// whole process when [`Control::run`] starts.
+    /// Shuts down cleanly on SIGTERM and writes a hickup dump on SIGUSR1
+    /// ([`ControlHandle::hickup`]) (default: off). The handlers are installed for the
+    /// whole process when [`Control::run`] starts. A `Control` served by a child
+    /// ([`Control::into_process`]) always handles both.
     #[must_use]
     pub fn handle_signals(mut self, on: bool) -> ControlBuilder {
         self.config.handle_signals = on;
+        self
+    }
+
+    /// The AVE home directory: hickup dumps go to `<home>/.ave/hickup/` (default: `HOME`).
+    #[must_use]
+    pub fn home(mut self, home: impl Into<std::path::PathBuf>) -> ControlBuilder {
+        self.config.home = Some(home.into());
         self
     }
 
@@ -440,6 +454,8 @@ impl ControlBuilder {
             activity: AtomicU64::new(0),
             local_addr: Mutex::new(local_addr),
             listening: AtomicBool::new(listener.is_some()),
+            reaper: crate::defjoin::Reaper::new(),
+            signals: Mutex::new(None),
         });
         Ok(Control { shared, listener, commands: commands_rx })
     }
@@ -495,6 +511,7 @@ impl Control {
                 max_connections: DEFAULT_MAX_CONNECTIONS,
                 linger: DEFAULT_LINGER,
                 handle_signals: false,
+                home: None,
             },
         }
     }
@@ -507,6 +524,11 @@ impl Control {
     /// The listening port (0 without a listener).
     pub fn port(&self) -> u16 {
         self.local_addr().map_or(0, |a| a.port())
+    }
+
+    /// The listening socket, to keep it open in a child.
+    pub(crate) fn listener_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.listener.as_ref().map(std::os::fd::AsFd::as_fd)
     }
 
     /// A handle to control the server from methods, hooks, or other tasks.
@@ -538,15 +560,15 @@ impl Control {
             }
             None => None,
         };
-        let mut signals = if shared.config.handle_signals {
-            use tokio::signal::unix::{SignalKind, signal};
-            Some(
-                signal(SignalKind::terminate())
-                    .map_err(|e| Error::io("install the SIGTERM handler", e))?,
-            )
-        } else {
-            None
+        let mut signals = match lock(&shared.signals).take() {
+            Some(installed) => Some(installed),
+            None if shared.config.handle_signals => Some(
+                crate::signals::ControlSignals::install()
+                    .map_err(|e| Error::io("install the SIGTERM and SIGUSR1 handling", e))?,
+            ),
+            None => None,
         };
+        let mut reaper = shared.reaper.driver();
         let permits = Arc::new(Semaphore::new(shared.config.max_connections));
         let mut tasks = JoinSet::new();
         let interval = shared.config.interval;
@@ -602,8 +624,12 @@ impl Control {
                     }
                     Some(Command::Replaced) => break Stopped::Replaced,
                 },
-                Some(()) = next_signal(&mut signals) => {
-                    break Stopped::Signal(nix::libc::SIGTERM);
+                Some(signal) = crate::signals::next(&mut signals) => match signal {
+                    crate::signals::ControlSignal::Terminate => break Stopped::Signal(nix::libc::SIGTERM),
+                    crate::signals::ControlSignal::Hickup => crate::hickup::on_signal(&handle),
+                },
+                (pid, joined) = crate::defjoin::next(&mut reaper) => {
+                    crate::defjoin::joined(&handle, pid, joined);
                 }
                 accepted = accept(listener.as_ref(), &permits), if listener.is_some() && accept_pause.is_none() => {
                     match accepted {
@@ -674,8 +700,8 @@ impl Control {
                     let _ = reply.send(None);
                 }
                 Command::SetListener(_, reply) => {
-                    let _ = reply
-                        .send(Err(Error::Invalid("the server is shutting down".to_owned())));
+                    let _ =
+                        reply.send(Err(Error::Invalid("the server is shutting down".to_owned())));
                 }
                 Command::Stop | Command::Shutdown(_) | Command::Exit(_) | Command::Replaced => {}
             }
@@ -721,13 +747,6 @@ fn spawn_adopted(
             tracing::warn!(error = %crate::error::error_chain(&e), "cannot adopt a connection");
             shared.forget(adoption.conn.id);
         }
-    }
-}
-
-async fn next_signal(signals: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
-    match signals {
-        Some(s) => s.recv().await,
-        None => std::future::pending().await,
     }
 }
 
@@ -802,8 +821,7 @@ impl ControlHandle {
     pub async fn set_listener(&self, listener: TcpListener) -> Result<(), Error> {
         let (reply, done) = oneshot::channel();
         self.shared.send(Command::SetListener(listener, reply));
-        done.await
-            .map_err(|_| Error::Invalid("the server has stopped".to_owned()))?
+        done.await.map_err(|_| Error::Invalid("the server has stopped".to_owned()))?
     }
 
     /// Ends the event loop with [`Stopped::Replaced`]: a successor serves every

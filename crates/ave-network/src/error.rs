@@ -2,7 +2,7 @@
 
 use std::io;
 
-use ave_exceptions::{AveException, NetworkError};
+use ave_exceptions::{AveException, NetworkError, ProcessError};
 
 /// Everything that can go wrong on a connection, in a handshake, a call or a server.
 ///
@@ -49,6 +49,18 @@ pub enum Error {
     /// Call arguments could not be encoded as JSON.
     #[error("cannot encode the call arguments as JSON")]
     Encode(#[source] serde_json::Error),
+    /// A process could not be joined or signalled: `Unstarted`, `Unwaitable`,
+    /// `Unjoinable`, `Unknown`, with the original's messages.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    /// A wait ran out of time (the original's `Timeout`, `timed out`), e.g.
+    /// `Process::join` with a timeout.
+    #[error("{0}")]
+    Timeout(String),
+    /// A child process did not come up: it ended, failed or timed out before it reported
+    /// that it was initialized (the message says which, with its exit status).
+    #[error("{0}")]
+    Start(String),
 }
 
 impl Error {
@@ -97,6 +109,8 @@ impl From<Error> for AveException {
         match e {
             Error::Remote(remote) => remote,
             Error::Network(network) => network.into(),
+            Error::Process(process) => process.into(),
+            Error::Timeout(message) => AveException::timeout(message),
             other => AveException::custom("Exception", error_chain(&other)),
         }
     }

@@ -59,6 +59,9 @@
 mod client;
 mod connection;
 mod control;
+mod control_process;
+mod daemon;
+mod defjoin;
 pub mod diagnostic;
 mod dispatch;
 mod error;
@@ -66,9 +69,13 @@ pub mod fdtx;
 pub mod frame;
 pub mod handover;
 pub mod handshake;
+mod hickup;
 pub mod json;
+mod pipe;
+mod process;
 mod service;
 mod session;
+mod signals;
 mod sys;
 
 pub use crate::{
@@ -83,7 +90,13 @@ pub use crate::{
         DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_CONNECTIONS, DetachedConnection,
         MIN_INTERVAL, Stopped,
     },
+    daemon::{DEFAULT_STOP_TIMEOUT, Daemon},
     error::Error,
+    pipe::Pipe,
+    process::{
+        ChildContext, DEFAULT_SYNC_TIMEOUT, ExitStatus, FdSet, MAX_KERNEL_NAME, Pid, Process,
+        Signal, Target, TargetError, Termination,
+    },
     service::{Context, Params, RawArgs, RpcResult, Service, ServiceBuilder, params, type_error},
 };
 

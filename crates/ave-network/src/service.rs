@@ -21,7 +21,10 @@ use ave_exceptions::AveException;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 
-use crate::control::{ConnShared, ConnectionId, ConnectionInfo, ControlHandle, Stopped};
+use crate::{
+    control::{ConnShared, ConnectionId, ConnectionInfo, ControlHandle, Stopped},
+    process::{ExitStatus, Pid},
+};
 
 /// What an RPC method returns: a value, or the exception its caller receives.
 pub type RpcResult<T> = Result<T, AveException>;
@@ -295,6 +298,8 @@ pub(crate) struct Method {
 pub(crate) type ConnectionHook = Arc<dyn Fn(&ControlHandle, &ConnectionInfo) + Send + Sync>;
 pub(crate) type IdleHook = Arc<dyn Fn(&ControlHandle) + Send + Sync>;
 pub(crate) type ShutdownHook = Arc<dyn Fn(&ControlHandle, &Stopped) + Send + Sync>;
+pub(crate) type JoinedHook = Arc<dyn Fn(&ControlHandle, Pid, ExitStatus) + Send + Sync>;
+pub(crate) type HickupHook = Arc<dyn Fn(&ControlHandle) -> String + Send + Sync>;
 
 #[derive(Default, Clone)]
 pub(crate) struct Hooks {
@@ -302,6 +307,8 @@ pub(crate) struct Hooks {
     pub(crate) lost_connection: Option<ConnectionHook>,
     pub(crate) idle: Option<IdleHook>,
     pub(crate) shutdown: Option<ShutdownHook>,
+    pub(crate) joined_process: Option<JoinedHook>,
+    pub(crate) hickup: Option<HickupHook>,
 }
 
 /// The names the original's `Control` has as attributes of its own. Calling one that the
@@ -567,6 +574,30 @@ impl ServiceBuilder {
         f: impl Fn(&ControlHandle, &Stopped) + Send + Sync + 'static,
     ) -> ServiceBuilder {
         self.hooks.shutdown = Some(Arc::new(f));
+        self
+    }
+
+    /// Called from the event loop when a process deferred with
+    /// [`ControlHandle::join_later`] has ended and been reaped, with its pid and status
+    /// (the original's `joined_process(pid, status)`; [`ExitStatus::raw`] gives the raw
+    /// wait status).
+    #[must_use]
+    pub fn on_joined_process(
+        mut self,
+        f: impl Fn(&ControlHandle, Pid, ExitStatus) + Send + Sync + 'static,
+    ) -> ServiceBuilder {
+        self.hooks.joined_process = Some(Arc::new(f));
+        self
+    }
+
+    /// Adds the service's own state to hickup dumps (SIGUSR1): the text returned goes
+    /// under `service state:`. Leave secrets out.
+    #[must_use]
+    pub fn on_hickup(
+        mut self,
+        f: impl Fn(&ControlHandle) -> String + Send + Sync + 'static,
+    ) -> ServiceBuilder {
+        self.hooks.hickup = Some(Arc::new(f));
         self
     }
 

@@ -4,3 +4,4 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod fdtx;
+pub(crate) mod process;

@@ -1,0 +1,1024 @@
+//! Processes: a function run in a forked child, optionally daemonized and synchronized,
+//! as the original's `ave.network.process.Process`, made safe.
+//!
+//! A [`Process`] holds a [`Target`] (or a closure, [`Process::from_fn`]) and starts it in
+//! a child with [`Process::start`]. The child runs the original's steps in its order:
+//! [`Target::close_fds`], [`Target::redirect`], a `start PID=<pid>` log line,
+//! [`Target::initialize`] (signal handling, parent-death signal, kernel name), the
+//! synchronization message, [`Target::run`], [`Target::exit`], then `_exit`.
+//!
+//! Guarantees beyond the original:
+//! - the child never returns into the caller's code: every step runs under
+//!   `catch_unwind`, and the child always ends with `_exit`;
+//! - `start(_, synchronize = true)` cannot hang: the parent closes its copy of the pipe's
+//!   write end, so a child that dies early is an error (with its exit status), and the
+//!   wait is bounded ([`Process::sync_timeout`]); a child that fails to initialize sends
+//!   the reason;
+//! - a process with other threads is not forked unless the caller opts in
+//!   ([`Process::allow_threads`]): `fork` copies only the calling thread, so a lock held by
+//!   another thread stays locked forever in the child;
+//! - the child starts with the default action for every signal its parent caught and an
+//!   empty signal mask; the parent-death signal is checked against the parent recorded
+//!   before the fork, so a parent that died first cannot be missed;
+//! - joins wait on a pidfd (no sleep loop), return an [`ExitStatus`] (exited or killed by
+//!   a signal, the raw status at hand), and [`Process::is_alive`] does not reap, so a
+//!   later join still works;
+//! - a daemon gets a sane umask (022), and its pid is known even without `synchronize`.
+
+pub(crate) mod child;
+
+use std::{
+    collections::BTreeSet,
+    fmt,
+    io::{self, Write},
+    os::fd::{AsFd, AsRawFd, OwnedFd},
+    sync::{
+        Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use ave_exceptions::ProcessError;
+use nix::libc;
+use serde_json::Value;
+
+pub use crate::process::child::{ChildContext, Termination};
+use crate::{Error, Pipe, sys::process as sys};
+
+/// What a [`Target`] step returns when it fails: any error (`anyhow::Error`, `io::Error`,
+/// a string, ...). A failure of `run` is logged as `Exception in target():` and the child
+/// exits 1, as the original does for an exception.
+pub type TargetError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The default bound on waiting for a synchronized child to report that it is initialized.
+pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest process name the kernel keeps (`/proc/<pid>/comm`), in bytes.
+pub const MAX_KERNEL_NAME: usize = 15;
+
+/// A process id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pid(i32);
+
+impl Pid {
+    /// A pid from its number, if it is positive.
+    pub fn from_raw(pid: i32) -> Option<Pid> {
+        (pid > 0).then_some(Pid(pid))
+    }
+
+    /// The number.
+    pub fn get(self) -> i32 {
+        self.0
+    }
+
+    /// This process's pid.
+    pub fn this() -> Pid {
+        Pid(nix::unistd::getpid().as_raw())
+    }
+}
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A signal, by number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Signal(i32);
+
+impl Signal {
+    /// SIGHUP.
+    pub const HUP: Signal = Signal(libc::SIGHUP);
+    /// SIGINT.
+    pub const INT: Signal = Signal(libc::SIGINT);
+    /// SIGABRT.
+    pub const ABRT: Signal = Signal(libc::SIGABRT);
+    /// SIGKILL.
+    pub const KILL: Signal = Signal(libc::SIGKILL);
+    /// SIGUSR1: a hickup dump for AVE services.
+    pub const USR1: Signal = Signal(libc::SIGUSR1);
+    /// SIGSEGV.
+    pub const SEGV: Signal = Signal(libc::SIGSEGV);
+    /// SIGUSR2.
+    pub const USR2: Signal = Signal(libc::SIGUSR2);
+    /// SIGPIPE.
+    pub const PIPE: Signal = Signal(libc::SIGPIPE);
+    /// SIGTERM: the default termination request and parent-death signal.
+    pub const TERM: Signal = Signal(libc::SIGTERM);
+    /// SIGCHLD.
+    pub const CHLD: Signal = Signal(libc::SIGCHLD);
+
+    /// A signal from its number, if it is one (1 to `SIGRTMAX`).
+    pub fn new(number: i32) -> Option<Signal> {
+        (1..=libc::SIGRTMAX()).contains(&number).then_some(Signal(number))
+    }
+
+    /// The number.
+    pub fn number(self) -> i32 {
+        self.0
+    }
+
+    /// The conventional name, such as `SIGTERM`, for the classic signals.
+    pub fn name(self) -> Option<&'static str> {
+        let name = match self.0 {
+            libc::SIGHUP => "SIGHUP",
+            libc::SIGINT => "SIGINT",
+            libc::SIGQUIT => "SIGQUIT",
+            libc::SIGILL => "SIGILL",
+            libc::SIGTRAP => "SIGTRAP",
+            libc::SIGABRT => "SIGABRT",
+            libc::SIGBUS => "SIGBUS",
+            libc::SIGFPE => "SIGFPE",
+            libc::SIGKILL => "SIGKILL",
+            libc::SIGUSR1 => "SIGUSR1",
+            libc::SIGSEGV => "SIGSEGV",
+            libc::SIGUSR2 => "SIGUSR2",
+            libc::SIGPIPE => "SIGPIPE",
+            libc::SIGALRM => "SIGALRM",
+            libc::SIGTERM => "SIGTERM",
+            libc::SIGCHLD => "SIGCHLD",
+            libc::SIGCONT => "SIGCONT",
+            libc::SIGSTOP => "SIGSTOP",
+            libc::SIGTSTP => "SIGTSTP",
+            libc::SIGXCPU => "SIGXCPU",
+            libc::SIGXFSZ => "SIGXFSZ",
+            libc::SIGSYS => "SIGSYS",
+            _ => return None,
+        };
+        Some(name)
+    }
+
+    fn to_nix(self) -> io::Result<nix::sys::signal::Signal> {
+        nix::sys::signal::Signal::try_from(self.0).map_err(io::Error::from)
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => write!(f, "{} ({name})", self.0),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+/// How a process ended.
+///
+/// The original returned the raw wait status (`256` for exit code 1, `9` for SIGKILL);
+/// [`ExitStatus::raw`] still gives it, e.g. for the `joined_process` hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExitStatus {
+    /// It exited with this code (0 to 255).
+    Exited(i32),
+    /// It was killed by this signal.
+    Signaled(Signal),
+    /// It was killed by this signal and dumped core.
+    CoreDumped(Signal),
+}
+
+impl ExitStatus {
+    /// Decodes a raw wait status; `None` for a stopped or continued process.
+    pub fn from_raw(raw: i32) -> Option<ExitStatus> {
+        if libc::WIFEXITED(raw) {
+            Some(ExitStatus::Exited(libc::WEXITSTATUS(raw)))
+        } else if libc::WIFSIGNALED(raw) {
+            let signal = Signal(libc::WTERMSIG(raw));
+            Some(if libc::WCOREDUMP(raw) {
+                ExitStatus::CoreDumped(signal)
+            } else {
+                ExitStatus::Signaled(signal)
+            })
+        } else {
+            None
+        }
+    }
+
+    /// The raw wait status, as `waitpid` reports it (and the original's `join` returned).
+    pub fn raw(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => (code & 0xff) << 8,
+            ExitStatus::Signaled(signal) => signal.0,
+            ExitStatus::CoreDumped(signal) => signal.0 | 0x80,
+        }
+    }
+
+    /// The exit code, if it exited.
+    pub fn code(self) -> Option<i32> {
+        match self {
+            ExitStatus::Exited(code) => Some(code),
+            ExitStatus::Signaled(_) | ExitStatus::CoreDumped(_) => None,
+        }
+    }
+
+    /// The signal that killed it, if one did.
+    pub fn signal(self) -> Option<Signal> {
+        match self {
+            ExitStatus::Exited(_) => None,
+            ExitStatus::Signaled(signal) | ExitStatus::CoreDumped(signal) => Some(signal),
+        }
+    }
+
+    /// Whether it exited with code 0.
+    pub fn success(self) -> bool {
+        self == ExitStatus::Exited(0)
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Exited(code) => write!(f, "exited {code}"),
+            ExitStatus::Signaled(signal) => write!(f, "killed by signal {signal}"),
+            ExitStatus::CoreDumped(signal) => write!(f, "killed by signal {signal}, core dumped"),
+        }
+    }
+}
+
+/// A set of descriptors to keep open in a child ([`Target::close_fds`]); 0, 1 and 2 are
+/// always kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FdSet(BTreeSet<i32>);
+
+impl FdSet {
+    /// An empty set.
+    pub fn new() -> FdSet {
+        FdSet::default()
+    }
+
+    /// Adds a descriptor (by number: the value that owns it must live in the child, e.g.
+    /// captured by the target).
+    pub fn insert(&mut self, fd: impl AsFd) {
+        self.0.insert(fd.as_fd().as_raw_fd());
+    }
+
+    /// The set with `fd` added.
+    #[must_use]
+    pub fn with(mut self, fd: impl AsFd) -> FdSet {
+        self.insert(fd);
+        self
+    }
+
+    /// Adds every descriptor of another set.
+    pub fn extend(&mut self, other: &FdSet) {
+        self.0.extend(other.0.iter().copied());
+    }
+
+    /// Whether the set holds `fd`.
+    pub fn contains(&self, fd: impl AsFd) -> bool {
+        self.0.contains(&fd.as_fd().as_raw_fd())
+    }
+
+    /// How many descriptors the set holds.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn numbers(&self) -> &BTreeSet<i32> {
+        &self.0
+    }
+}
+
+/// What a child runs, step by step: the original's `Process` methods that subclasses
+/// override. Only [`Target::run`] is required; the other steps have the original's
+/// defaults.
+///
+/// The steps run in the child, in this order: `close_fds`, `redirect`, `initialize`,
+/// (the synchronization message), `run`, `exit`. A step that fails or panics ends the
+/// child (it never returns into the caller's code).
+pub trait Target: Send {
+    /// The child's work. `Ok` exits 0 (or the code given to
+    /// [`ChildContext::set_exit_code`]); `Err` is logged as `Exception in target():` and
+    /// exits 1.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the work fails with.
+    fn run(&mut self, child: &mut ChildContext) -> Result<(), TargetError>;
+
+    /// Closes inherited descriptors, except 0, 1, 2 and `exclude` (which holds the
+    /// synchronization pipe and the descriptors given to [`Process::keep_fd`]). Override it
+    /// to keep more: add them to a copy of `exclude` and call
+    /// [`ChildContext::close_fds`].
+    ///
+    /// # Errors
+    ///
+    /// The system error; the child then ends.
+    fn close_fds(&mut self, child: &mut ChildContext, exclude: &FdSet) -> io::Result<()> {
+        child.close_fds(exclude)
+    }
+
+    /// Redirects descriptors, e.g. stdout and stderr to a log file. Does nothing by
+    /// default.
+    ///
+    /// # Errors
+    ///
+    /// The system error; the child then ends.
+    fn redirect(&mut self, child: &mut ChildContext) -> io::Result<()> {
+        let _ = child;
+        Ok(())
+    }
+
+    /// Initializes the child: by default [`ChildContext::initialize`] (signal handling,
+    /// the parent-death signal, the kernel name).
+    ///
+    /// # Errors
+    ///
+    /// Whatever fails; the parent's `start` reports it when it synchronizes.
+    fn initialize(&mut self, child: &mut ChildContext) -> Result<(), TargetError> {
+        child.initialize()
+    }
+
+    /// The last step before `_exit`, with the exit code; returns the code to exit with.
+    /// An error is logged as `Exception in exit():` and the child exits 2.
+    ///
+    /// # Errors
+    ///
+    /// Whatever fails.
+    fn exit(&mut self, child: &mut ChildContext, code: i32) -> Result<i32, TargetError> {
+        let _ = child;
+        Ok(code)
+    }
+}
+
+/// A closure as a target.
+struct FnTarget<F>(Option<F>);
+
+impl<F> Target for FnTarget<F>
+where
+    F: FnOnce(&mut ChildContext) -> Result<(), TargetError> + Send,
+{
+    fn run(&mut self, child: &mut ChildContext) -> Result<(), TargetError> {
+        match self.0.take() {
+            Some(f) => f(child),
+            None => Err("the target already ran".into()),
+        }
+    }
+}
+
+/// The settings a child starts with.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) name: String,
+    pub(crate) logging: bool,
+    pub(crate) death_signal: Option<Signal>,
+    pub(crate) keep: FdSet,
+    pub(crate) sync_timeout: Duration,
+    pub(crate) allow_threads: bool,
+}
+
+enum State {
+    Unstarted,
+    Started(Started),
+}
+
+struct Started {
+    pid: Pid,
+    /// Names the process for good (kills and waits cannot hit a reused pid).
+    pidfd: Option<OwnedFd>,
+    /// Whether this process is its parent (false for a daemon).
+    is_child: bool,
+    /// How it ended, once reaped.
+    status: Option<ExitStatus>,
+}
+
+/// A function run in a forked child: the original's `Process`.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use ave_network::{ExitStatus, Process};
+///
+/// let mut worker = Process::from_fn(|child| {
+///     child.log("working");
+///     Ok(())
+/// })
+/// .name("ave-worker")
+/// .logging(true);
+/// // Returns once the child has its signal handling and name in place.
+/// let pid = worker.start(false, true)?;
+/// assert_eq!(worker.join(Some(Duration::from_secs(5)))?, ExitStatus::Exited(0));
+/// # let _ = pid;
+/// # Ok::<(), ave_network::Error>(())
+/// ```
+pub struct Process {
+    target: Option<Box<dyn Target>>,
+    settings: Settings,
+    state: State,
+}
+
+impl fmt::Debug for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pid = match &self.state {
+            State::Unstarted => None,
+            State::Started(s) => Some(s.pid),
+        };
+        f.debug_struct("Process")
+            .field("name", &self.settings.name)
+            .field("pid", &pid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Process {
+    /// A process that runs `target`. Its default name is `ave-<type name>`, as the
+    /// original's `ave-<ClassName>`.
+    pub fn new<T: Target + 'static>(target: T) -> Process {
+        let type_name = std::any::type_name::<T>();
+        let short = type_name.rsplit("::").next().unwrap_or(type_name);
+        let short = short.split('<').next().unwrap_or(short);
+        Process::with_target(Box::new(target), format!("ave-{short}"))
+    }
+
+    /// A process that runs a closure (default name `ave-Process`).
+    pub fn from_fn<F>(f: F) -> Process
+    where
+        F: FnOnce(&mut ChildContext) -> Result<(), TargetError> + Send + 'static,
+    {
+        Process::with_target(Box::new(FnTarget(Some(f))), "ave-Process".to_owned())
+    }
+
+    fn with_target(target: Box<dyn Target>, name: String) -> Process {
+        Process {
+            target: Some(target),
+            settings: Settings {
+                name,
+                logging: false,
+                death_signal: Some(Signal::TERM),
+                keep: FdSet::new(),
+                sync_timeout: DEFAULT_SYNC_TIMEOUT,
+                allow_threads: false,
+            },
+            state: State::Unstarted,
+        }
+    }
+
+    /// The process name: the kernel name of the child (cut to 15 bytes, which is logged as
+    /// a warning), and the name in log lines and hickup files (in full).
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Process {
+        let name = name.into();
+        let kernel = kernel_name(&name);
+        if kernel.len() < name.len() {
+            tracing::warn!(
+                name = %name,
+                kernel = %kernel,
+                "a process name is longer than {MAX_KERNEL_NAME} bytes: the kernel shows it cut"
+            );
+        }
+        self.settings.name = name;
+        self
+    }
+
+    /// Writes the original's log lines (`<ctime> <name> <pid> -- <message>`) to stderr
+    /// (default: off).
+    #[must_use]
+    pub fn logging(mut self, on: bool) -> Process {
+        self.settings.logging = on;
+        self
+    }
+
+    /// The signal the child gets when its parent dies (default SIGTERM; `None`: none),
+    /// set by the default initialization.
+    #[must_use]
+    pub fn death_signal(mut self, signal: Option<Signal>) -> Process {
+        self.settings.death_signal = signal;
+        self
+    }
+
+    /// Keeps a descriptor open in the child (the default `close_fds` closes all others
+    /// but 0, 1 and 2). The value that owns it must live on in the child, typically
+    /// captured by the target.
+    #[must_use]
+    pub fn keep_fd(mut self, fd: impl AsFd) -> Process {
+        self.settings.keep.insert(fd);
+        self
+    }
+
+    /// How long `start` waits for a synchronized child (default 30 s).
+    #[must_use]
+    pub fn sync_timeout(mut self, timeout: Duration) -> Process {
+        self.settings.sync_timeout = timeout;
+        self
+    }
+
+    /// Forks even if this process runs other threads (default: refuse, with an error).
+    ///
+    /// `fork` copies only the calling thread. A lock another thread holds at that moment
+    /// (the allocator's, stdout's, a runtime's) stays locked forever in the child, which
+    /// then hangs when it takes it. Opt in only when the other threads are known to hold
+    /// no lock the child may take, e.g. they are parked. Threads this crate parks itself
+    /// (a child's signal thread) are not counted.
+    #[must_use]
+    pub fn allow_threads(mut self, allow: bool) -> Process {
+        self.settings.allow_threads = allow;
+        self
+    }
+
+    /// The process name.
+    pub fn proc_name(&self) -> &str {
+        &self.settings.name
+    }
+
+    /// Starts the child. With `daemonize`, a double fork: the child is re-parented to
+    /// init (or the nearest subreaper) in a new session, with `/` as its directory and
+    /// umask 022; the intermediate child is reaped here. With `synchronize`, returns only
+    /// once the child has run its `initialize` step. Returns the child's pid.
+    ///
+    /// Must be called when this process runs no other thread (see
+    /// [`Process::allow_threads`]): before a multi-threaded runtime is built, or from a
+    /// current-thread runtime. A child started from inside a runtime runs its steps on a
+    /// new thread of its own, since the runtime it inherits is not usable.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Invalid`]: already started, a name with a NUL byte, or other threads
+    ///   run;
+    /// - [`Error::Io`]: the pipe or the fork failed;
+    /// - [`Error::Start`]: a synchronized child ended, failed or timed out before
+    ///   reporting that it was initialized (a daemon: also the second fork failed). The
+    ///   pid is still known then, so the child can be joined or killed.
+    pub fn start(&mut self, daemonize: bool, synchronize: bool) -> Result<Pid, Error> {
+        if self.target.is_none() || !matches!(self.state, State::Unstarted) {
+            return Err(Error::Invalid(format!(
+                "{} was already started: a Process starts once",
+                self.settings.name
+            )));
+        }
+        if self.settings.name.contains('\0') {
+            return Err(Error::Invalid(format!(
+                "process name {:?} contains a NUL byte",
+                self.settings.name
+            )));
+        }
+        let mut pipe = if daemonize || synchronize { Some(Pipe::new()?) } else { None };
+        // What the child would flush at its end must not be printed twice.
+        let _ = io::stdout().flush();
+        let parent = Pid::this();
+        let guard = fork_lock();
+        let others =
+            other_threads(&guard).map_err(|e| Error::io("count the threads of this process", e))?;
+        if !others.is_empty() && !self.settings.allow_threads {
+            return Err(Error::Invalid(format!(
+                "refusing to fork {}: this process runs {} other thread(s), and fork is only \
+                 sound in a single-threaded process (start processes before building a \
+                 multi-threaded runtime or spawning threads, serve from a current-thread \
+                 runtime, or opt in with Process::allow_threads)",
+                self.settings.name,
+                others.len()
+            )));
+        }
+        let forked =
+            sys::fork().map_err(|e| Error::io(if daemonize { "fork #1" } else { "fork" }, e))?;
+        let pid = match forked {
+            sys::Forked::Child => child::enter(
+                guard,
+                self.target.take(),
+                &self.settings,
+                pipe.take(),
+                daemonize,
+                synchronize,
+                parent,
+            ),
+            sys::Forked::Parent(pid) => {
+                drop(guard);
+                Pid(pid)
+            }
+        };
+        // The child has its own copy of the target; the parent's is dropped, which
+        // closes what it owns (e.g. a Control's listening socket).
+        self.target = None;
+        if let Some(pipe) = &mut pipe {
+            pipe.close_writer();
+        }
+        if daemonize {
+            self.start_daemon(pid, pipe.expect("a pipe for a daemon"), synchronize)
+        } else {
+            self.state = State::Started(Started {
+                pid,
+                pidfd: sys::pidfd_open(pid.0).ok(),
+                is_child: true,
+                status: None,
+            });
+            if let Some(pipe) = pipe {
+                self.synchronize(pipe, pid, "child process")?;
+            }
+            Ok(pid)
+        }
+    }
+
+    fn start_daemon(
+        &mut self,
+        intermediate: Pid,
+        mut pipe: Pipe,
+        synchronize: bool,
+    ) -> Result<Pid, Error> {
+        let timeout = self.settings.sync_timeout;
+        let first = pipe.get(Some(timeout));
+        let reaped = match &first {
+            Err(e) if e.is_timeout() => None,
+            _ => sys::waitpid(intermediate.0, false).ok().flatten().and_then(ExitStatus::from_raw),
+        };
+        let status = reaped.map_or_else(String::new, |s| format!(" ({s})"));
+        let pid = match first {
+            Ok(value) => match value_pid(&value) {
+                Some(pid) => pid,
+                None => {
+                    let why = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+                    return Err(Error::Start(format!("cannot daemonize: {why}{status}")));
+                }
+            },
+            Err(e) if e.is_closed() => {
+                return Err(Error::Start(format!(
+                    "cannot daemonize: the intermediate child {intermediate} ended without \
+                     reporting the daemon's pid{status}"
+                )));
+            }
+            Err(e) if e.is_timeout() => {
+                return Err(Error::Start(format!(
+                    "cannot daemonize: the intermediate child {intermediate} did not report \
+                     the daemon's pid within {timeout:?}"
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        self.state = State::Started(Started {
+            pid,
+            pidfd: sys::pidfd_open(pid.0).ok(),
+            is_child: false,
+            status: None,
+        });
+        if synchronize {
+            self.synchronize(pipe, pid, "daemon")?;
+        }
+        Ok(pid)
+    }
+
+    /// Waits for the child's "initialized" message: its pid as a JSON number, or the
+    /// reason it failed as a string.
+    fn synchronize(&mut self, mut pipe: Pipe, pid: Pid, what: &str) -> Result<(), Error> {
+        let timeout = self.settings.sync_timeout;
+        match pipe.get(Some(timeout)) {
+            Ok(value) if value_pid(&value) == Some(pid) => Ok(()),
+            Ok(Value::String(failure)) => Err(Error::Start(format!(
+                "the {what} {pid} failed to initialize: {failure}{}",
+                self.status_within(Duration::from_secs(1))
+            ))),
+            Ok(other) => Err(Error::Start(format!(
+                "the {what} {pid} sent an unexpected synchronization message: {other}"
+            ))),
+            Err(e) if e.is_closed() => Err(Error::Start(format!(
+                "the {what} {pid} ended before it was initialized{}",
+                self.status_within(Duration::from_secs(1))
+            ))),
+            Err(e) if e.is_timeout() => Err(Error::Start(format!(
+                "the {what} {pid} did not report that it was initialized within {timeout:?}"
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// ` (exited 1)` once a child that is ending has ended, for error messages.
+    fn status_within(&mut self, within: Duration) -> String {
+        match self.join(Some(within)) {
+            Ok(status) => format!(" ({status})"),
+            Err(_) => String::new(),
+        }
+    }
+
+    fn started(&self) -> Result<&Started, Error> {
+        match &self.state {
+            State::Started(s) => Ok(s),
+            State::Unstarted => {
+                Err(ProcessError::Unstarted("process PID is not known".into()).into())
+            }
+        }
+    }
+
+    /// The child's pid.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Process`] (`Unstarted`, `process PID is not known`) before a start.
+    pub fn pid(&self) -> Result<Pid, Error> {
+        Ok(self.started()?.pid)
+    }
+
+    /// How the child ended, once joined.
+    pub fn status(&self) -> Option<ExitStatus> {
+        match &self.state {
+            State::Started(s) => s.status,
+            State::Unstarted => None,
+        }
+    }
+
+    /// Waits for the child to end and reaps it; `None` waits as long as it takes. A
+    /// process already joined returns the same status again.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Process`]: `Unstarted` (`cannot join unstarted process`), `Unwaitable`
+    ///   (`target process is not a child`: a daemon, or a process reaped elsewhere),
+    ///   `Unknown` (`cannot join unknown process`);
+    /// - [`Error::Timeout`] (`timed out`) if it is still running after `timeout`.
+    pub fn join(&mut self, timeout: Option<Duration>) -> Result<ExitStatus, Error> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(status) = self.join_nohang()? {
+                self.log(format!("join by PID={}", Pid::this()));
+                return Ok(status);
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                return Err(Error::Timeout("timed out".to_owned()));
+            }
+            let started = self.started()?;
+            match &started.pidfd {
+                Some(pidfd) => {
+                    wait_readable(pidfd, left);
+                }
+                // Without pidfds (Linux before 5.3), poll.
+                None => std::thread::sleep(
+                    left.map_or(Duration::from_millis(10), |l| l.min(Duration::from_millis(10))),
+                ),
+            }
+        }
+    }
+
+    /// Reaps the child if it has ended: its status, or `None` while it runs.
+    ///
+    /// # Errors
+    ///
+    /// As [`Process::join`], without the timeout.
+    pub fn join_nohang(&mut self) -> Result<Option<ExitStatus>, Error> {
+        let State::Started(started) = &mut self.state else {
+            return Err(ProcessError::Unstarted("cannot join unstarted process".into()).into());
+        };
+        if let Some(status) = started.status {
+            return Ok(Some(status));
+        }
+        if !started.is_child {
+            return Err(not_a_child());
+        }
+        match sys::waitpid(started.pid.0, true) {
+            Ok(None) => Ok(None),
+            Ok(Some(raw)) => match ExitStatus::from_raw(raw) {
+                Some(status) => {
+                    started.status = Some(status);
+                    started.pidfd = None;
+                    Ok(Some(status))
+                }
+                None => Ok(None),
+            },
+            Err(e) => Err(wait_error(e)),
+        }
+    }
+
+    /// Whether the child is still running, without reaping it: a later `join` still
+    /// returns its status.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Process`]: `Unstarted`, `Unwaitable` (not our child, e.g. a daemon),
+    /// `Unknown`.
+    pub fn is_alive(&self) -> Result<bool, Error> {
+        let started = match &self.state {
+            State::Started(s) => s,
+            State::Unstarted => {
+                return Err(ProcessError::Unstarted("cannot join unstarted process".into()).into());
+            }
+        };
+        if started.status.is_some() {
+            return Ok(false);
+        }
+        if !started.is_child {
+            return Err(not_a_child());
+        }
+        sys::has_terminated(started.pid.0).map(|ended| !ended).map_err(wait_error)
+    }
+
+    /// Asks the child to end: logs `terminate by PID=<caller>` and sends SIGTERM.
+    ///
+    /// # Errors
+    ///
+    /// As [`Process::kill`].
+    pub fn terminate(&self) -> Result<(), Error> {
+        self.log(format!("terminate by PID={}", Pid::this()));
+        self.kill(Signal::TERM)
+    }
+
+    /// Sends a signal to the child (through its pidfd, so never to a reused pid). A child
+    /// that is already gone is logged and ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Process`] (`Unstarted`, `cannot terminate unstarted process`) before a
+    /// start; [`Error::Io`] if the signal cannot be sent.
+    pub fn kill(&self, signal: Signal) -> Result<(), Error> {
+        let started = match &self.state {
+            State::Started(s) => s,
+            State::Unstarted => {
+                return Err(
+                    ProcessError::Unstarted("cannot terminate unstarted process".into()).into()
+                );
+            }
+        };
+        let sent = match (&started.pidfd, started.status) {
+            (_, Some(_)) => Err(io::Error::from_raw_os_error(libc::ESRCH)),
+            (Some(pidfd), None) => sys::pidfd_send_signal(pidfd.as_fd(), signal.0),
+            (None, None) => sys::kill(started.pid.0, signal.0),
+        };
+        match sent {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                self.log(format!("no process to kill with PID={}\n", started.pid));
+                Ok(())
+            }
+            Err(e) => Err(Error::io(format!("send signal {signal} to {}", started.pid), e)),
+        }
+    }
+
+    /// Writes a log line in the original's format (`<ctime> <name> <pid> -- <message>`)
+    /// to stderr, if logging is on.
+    pub fn log(&self, message: impl fmt::Display) {
+        if self.settings.logging {
+            let _ =
+                io::stderr().write_all(child::log_line(&self.settings.name, &message).as_bytes());
+        }
+    }
+
+    /// The pid and a pidfd of a started child, for a deferred join.
+    pub(crate) fn deferrable(&self) -> Result<(Pid, OwnedFd), Error> {
+        let started = match &self.state {
+            State::Started(s) => s,
+            State::Unstarted => {
+                return Err(ProcessError::Unstarted("cannot join unstarted process".into()).into());
+            }
+        };
+        if !started.is_child || started.status.is_some() {
+            return Err(not_a_child());
+        }
+        let pidfd = match &started.pidfd {
+            Some(fd) => fd.try_clone().map_err(|e| Error::io("duplicate a pidfd", e))?,
+            None => sys::pidfd_open(started.pid.0).map_err(wait_error)?,
+        };
+        Ok((started.pid, pidfd))
+    }
+}
+
+fn value_pid(value: &Value) -> Option<Pid> {
+    value.as_i64().and_then(|n| i32::try_from(n).ok()).and_then(Pid::from_raw)
+}
+
+pub(crate) fn not_a_child() -> Error {
+    ProcessError::Unwaitable("target process is not a child".into()).into()
+}
+
+/// The original's errors for a failed wait.
+pub(crate) fn wait_error(e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ECHILD) => not_a_child(),
+        Some(libc::ESRCH) => ProcessError::Unknown("cannot join unknown process".into()).into(),
+        _ => Error::io("wait for a child", e),
+    }
+}
+
+/// Waits until a descriptor is readable (a pidfd: its process ended), at most `timeout`.
+pub(crate) fn wait_readable(fd: &OwnedFd, timeout: Option<Duration>) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let millis = match left {
+            None => PollTimeout::NONE,
+            Some(l) => {
+                PollTimeout::try_from(l.min(Duration::from_secs(60))).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, millis) {
+            Ok(0) if left.is_some_and(|l| l.as_millis() <= 60_000) => return false,
+            Ok(0) => continue,
+            Ok(_) => return true,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// The kernel's view of a name: at most 15 bytes, cut at a character boundary.
+pub(crate) fn kernel_name(name: &str) -> &str {
+    if name.len() <= MAX_KERNEL_NAME {
+        return name;
+    }
+    let mut end = MAX_KERNEL_NAME;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+/// What the fork lock protects: threads of this crate that are parked without holding
+/// any lock (a child's signal thread, the thread a child's steps were moved off), which
+/// therefore do not make a fork unsound.
+#[derive(Debug, Default)]
+pub(crate) struct ForkState {
+    parked: Vec<i32>,
+}
+
+impl ForkState {
+    pub(crate) fn park(&mut self, tid: i32) {
+        self.parked.push(tid);
+    }
+}
+
+static FORK: Mutex<ForkState> = Mutex::new(ForkState { parked: Vec::new() });
+
+/// Whether this process is a child started by [`Process::start`].
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+/// Taken around every fork, and by parked threads whenever they do anything.
+pub(crate) fn fork_lock() -> MutexGuard<'static, ForkState> {
+    FORK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Whether this process is a child started by [`Process::start`] (its inherited runtime
+/// state, such as tokio's signal handling, is not usable).
+pub(crate) fn is_forked_child() -> bool {
+    FORKED.load(Ordering::Relaxed)
+}
+
+fn other_threads(state: &ForkState) -> io::Result<Vec<i32>> {
+    let me = nix::unistd::gettid().as_raw();
+    let mut others = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/task")? {
+        let Some(tid) = entry?.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if tid != me && !state.parked.contains(&tid) {
+            others.push(tid);
+        }
+    }
+    Ok(others)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_statuses_round_trip() {
+        for (raw, status) in [
+            (0, ExitStatus::Exited(0)),
+            (256, ExitStatus::Exited(1)),
+            (3840, ExitStatus::Exited(15)),
+            (9, ExitStatus::Signaled(Signal::KILL)),
+            (15, ExitStatus::Signaled(Signal::TERM)),
+            (0x86, ExitStatus::CoreDumped(Signal::ABRT)),
+        ] {
+            assert_eq!(ExitStatus::from_raw(raw), Some(status), "{raw}");
+            assert_eq!(status.raw(), raw);
+        }
+        // Stopped (0x137f = stopped by SIGSTOP) is not an end.
+        assert_eq!(ExitStatus::from_raw(0x137f), None);
+        assert_eq!(ExitStatus::Exited(3).to_string(), "exited 3");
+        assert_eq!(ExitStatus::Signaled(Signal::TERM).to_string(), "killed by signal 15 (SIGTERM)");
+        assert!(ExitStatus::Exited(0).success());
+        assert_eq!(ExitStatus::Signaled(Signal::KILL).signal(), Some(Signal::KILL));
+        assert_eq!(ExitStatus::Exited(2).code(), Some(2));
+    }
+
+    #[test]
+    fn kernel_names_are_cut_at_15_bytes_on_a_character() {
+        assert_eq!(kernel_name("ave-broker"), "ave-broker");
+        assert_eq!(kernel_name("ave-broker-session"), "ave-broker-sess");
+        // 14 ASCII bytes and a 2-byte character: the character does not fit.
+        assert_eq!(kernel_name("ave-0123456789é"), "ave-0123456789");
+    }
+
+    #[test]
+    fn default_names_follow_the_type() {
+        struct Sleeper;
+        impl Target for Sleeper {
+            fn run(&mut self, _: &mut ChildContext) -> Result<(), TargetError> {
+                Ok(())
+            }
+        }
+        assert_eq!(Process::new(Sleeper).proc_name(), "ave-Sleeper");
+        assert_eq!(Process::from_fn(|_| Ok(())).proc_name(), "ave-Process");
+        assert_eq!(Process::from_fn(|_| Ok(())).name("x").proc_name(), "x");
+    }
+
+    #[test]
+    fn signals() {
+        assert_eq!(Signal::new(15), Some(Signal::TERM));
+        assert_eq!(Signal::new(0), None);
+        assert_eq!(Signal::TERM.to_string(), "15 (SIGTERM)");
+        assert_eq!(Signal::new(40).map(|s| s.to_string()).as_deref(), Some("40"));
+    }
+}
