@@ -3,6 +3,16 @@
 //! Serves the RPCs of the original's test server (see `ave::network::diagnostic`) until
 //! it is stopped: by SIGTERM, by a `stop` call, or by an RPC that raises `Exit`. Each of
 //! these is a clean shutdown (exit 0). Usage errors exit 2, other failures 1.
+//!
+//! Every instance listens on the handover socket of its home
+//! (`<home>/.ave/handover/ave-serve.sock`, see `ave::network::handover`) unless another
+//! live instance already does. `--replace` connects there, takes over the listener and
+//! every live connection, rewrites the port file and serves on; the old instance exits 0
+//! ("replaced by pid N"). With nothing to take over, `--replace` says so and exits 1.
+//!
+//! Test hook (for the rollback tests only): with `AVE_TEST_HANDOVER_ABORT` set in its
+//! environment, `ave serve --replace` aborts (SIGABRT) right after receiving the
+//! descriptors, before it says it is ready, as a successor that crashes mid-handover.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -12,7 +22,20 @@ use std::{
 };
 
 use anyhow::Context as _;
-use ave::network::{Control, diagnostic, handshake::DigestPolicy};
+use ave::network::{
+    Control, ControlBuilder, Stopped, diagnostic,
+    handover::{self, HandoverOptions, HandoverSocket},
+    handshake::DigestPolicy,
+};
+
+/// The server's name, which also names its handover socket.
+const NAME: &str = "ave-serve";
+
+/// How long `--replace` waits to receive everything from the old instance.
+const TAKE_OVER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The environment variable that makes `--replace` crash mid-handover (tests only).
+const TEST_ABORT: &str = "AVE_TEST_HANDOVER_ABORT";
 
 /// Arguments of `ave serve`.
 #[derive(Debug, clap::Args)]
@@ -59,12 +82,6 @@ fn usage(message: impl std::fmt::Display) -> ExitCode {
 }
 
 pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
-    if args.replace {
-        anyhow::bail!(
-            "--replace is not supported yet: handing live connections to a new instance \
-             comes with the fd-transfer work"
-        );
-    }
     let digest: DigestPolicy = match args.digest.parse() {
         Ok(d) => d,
         Err(e) => return Ok(usage(e)),
@@ -85,12 +102,13 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
             _ => return Ok(usage(format!("--alt-key {spec:?}: expected NAME=KEY"))),
         }
     }
+    let home = match &args.home {
+        Some(home) => Ok(home.clone()),
+        None => ave::persona::current_user().map(|u| u.home),
+    };
     if args.authkeys {
-        let home = match &args.home {
-            Some(home) => home.clone(),
-            None => ave::persona::current_user().context("find your home directory")?.home,
-        };
-        let keys = ave::config::load_authkeys(&home)?;
+        let home = home.as_ref().map_err(|e| anyhow::anyhow!("find your home directory: {e}"))?;
+        let keys = ave::config::load_authkeys(home)?;
         for (name, key) in keys.iter() {
             accounts.push((name.to_owned(), key.map(str::to_owned)));
         }
@@ -98,33 +116,114 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
 
     let service = diagnostic::service(diagnostic::Options::new().events(log_event));
     let mut builder = Control::builder(service)
-        .bind(SocketAddr::new(args.bind, args.port))
         .authkey(args.authkey.as_deref())
         .digest(digest)
         .interval(interval)
         .handle_signals(true)
-        .name("ave-serve");
+        .name(NAME);
     for (name, key) in &accounts {
         builder = builder.account(name, key.as_deref());
     }
     if let Err(e) = ave::network::raise_fd_limit() {
         tracing::warn!(error = %e, "cannot raise the descriptor limit");
     }
-    let control = builder.build()?;
-    let addr = control.local_addr().context("the listener has no address")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    let stopped = runtime.block_on(async {
+    if args.replace {
+        let home = home.map_err(|e| anyhow::anyhow!("find your home directory: {e}"))?;
+        return runtime.block_on(replace(&args, builder, &home));
+    }
+    let control = builder.bind(SocketAddr::new(args.bind, args.port)).build()?;
+    let addr = control.local_addr().context("the listener has no address")?;
+    runtime.block_on(async {
+        // Replaceable from now on, unless another live instance serves the same home.
+        let socket = home
+            .map_err(|e| anyhow::anyhow!("find your home directory: {e}"))
+            .and_then(|home| Ok(HandoverSocket::bind(&handover::socket_path(&home, NAME))?));
         // The listener is bound and listening: connections are accepted from now on.
         if let Some(path) = &args.port_file {
             write_atomically(path, &format!("{}\n", addr.port()))?;
         }
         eprintln!("ave serve: listening on {addr}");
-        control.run().await.map_err(anyhow::Error::from)
-    })?;
+        let offer = match socket {
+            Ok(socket) => {
+                Some(tokio::spawn(socket.serve(control.handle(), HandoverOptions::default())))
+            }
+            Err(e) => {
+                tracing::warn!("this instance cannot be replaced with --replace: {e:#}");
+                None
+            }
+        };
+        serve(control, offer).await
+    })
+}
+
+/// `--replace`: takes over the instance serving `home`, then serves on.
+async fn replace(args: &Args, builder: ControlBuilder, home: &Path) -> anyhow::Result<ExitCode> {
+    let path = handover::socket_path(home, NAME);
+    let inheritance = handover::take_over(&path, TAKE_OVER_TIMEOUT)
+        .await
+        .with_context(|| format!("--replace: nothing taken over in {}", home.display()))?;
+    if std::env::var_os(TEST_ABORT).is_some() {
+        // A successor that crashes holding every descriptor: the old instance must notice
+        // and serve on.
+        std::process::abort();
+    }
+    let (old, count) = (inheritance.pid(), inheritance.connections().len());
+    // Prepared before the commit, so a failure here leaves the old instance serving.
+    let mut socket = HandoverSocket::bind_successor(&path)?;
+    let inherited =
+        inheritance.commit().await.context("--replace: the old instance kept its connections")?;
+    let control = inherited.into_control(builder)?;
+    let addr = control.local_addr();
+    if let Err(e) = socket.install() {
+        tracing::warn!("this instance cannot be replaced with --replace: {e:#}");
+    }
+    if let (Some(addr), true) = (addr, args.port != 0) {
+        if addr.port() != args.port {
+            tracing::warn!(
+                port = args.port,
+                inherited = addr.port(),
+                "--port ignored with --replace"
+            );
+        }
+    }
+    if let (Some(path), Some(addr)) = (&args.port_file, addr) {
+        write_atomically(path, &format!("{}\n", addr.port()))?;
+    }
+    match addr {
+        Some(addr) => eprintln!("ave serve: listening on {addr}"),
+        None => eprintln!("ave serve: serving without a listener"),
+    }
+    eprintln!("ave serve: took over {count} connections from pid {old}");
+    let offer = tokio::spawn(socket.serve(control.handle(), HandoverOptions::default()));
+    serve(control, Some(offer)).await
+}
+
+/// Runs the server to its end; says so when a successor replaced it.
+async fn serve(
+    control: Control,
+    offer: Option<
+        tokio::task::JoinHandle<Result<Option<handover::Successor>, ave::network::Error>>,
+    >,
+) -> anyhow::Result<ExitCode> {
+    let stopped = control.run().await?;
     tracing::info!(?stopped, "stopped");
+    if stopped == Stopped::Replaced {
+        if let Some(Ok(Ok(Some(successor)))) = match offer {
+            Some(offer) => Some(offer.await),
+            None => None,
+        } {
+            eprintln!(
+                "ave serve: replaced by pid {}; {} connections handed over in {:.1} ms",
+                successor.pid,
+                successor.connections,
+                successor.elapsed.as_secs_f64() * 1e3
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

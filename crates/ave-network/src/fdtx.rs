@@ -456,7 +456,11 @@ pub(crate) fn is_socket(path: &Path) -> bool {
 }
 
 /// Waits until `fd` is ready for `interest`, or the deadline passes.
-fn wait_for(fd: BorrowedFd<'_>, interest: Interest, deadline: Option<Instant>) -> Result<(), Error> {
+fn wait_for(
+    fd: BorrowedFd<'_>,
+    interest: Interest,
+    deadline: Option<Instant>,
+) -> Result<(), Error> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let flags = if interest.is_readable() { PollFlags::POLLIN } else { PollFlags::POLLOUT };
     loop {

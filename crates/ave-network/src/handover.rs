@@ -126,7 +126,10 @@ pub struct HandoverOptions {
 
 impl Default for HandoverOptions {
     fn default() -> HandoverOptions {
-        HandoverOptions { drain_timeout: DEFAULT_DRAIN_TIMEOUT, ready_timeout: DEFAULT_READY_TIMEOUT }
+        HandoverOptions {
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            ready_timeout: DEFAULT_READY_TIMEOUT,
+        }
     }
 }
 
@@ -215,9 +218,18 @@ impl HandoverSocket {
         HandoverSocket::new(listener, temp, path.to_owned())
     }
 
-    fn new(listener: UnixListener, path: PathBuf, target: PathBuf) -> Result<HandoverSocket, Error> {
-        let mut socket =
-            HandoverSocket { listener: Some(listener), path, target, id: (0, 0), handed_over: false };
+    fn new(
+        listener: UnixListener,
+        path: PathBuf,
+        target: PathBuf,
+    ) -> Result<HandoverSocket, Error> {
+        let mut socket = HandoverSocket {
+            listener: Some(listener),
+            path,
+            target,
+            id: (0, 0),
+            handed_over: false,
+        };
         fs::set_permissions(&socket.path, fs::Permissions::from_mode(0o600))
             .map_err(|e| Error::io(format!("restrict {}", socket.path.display()), e))?;
         let meta = fs::symlink_metadata(&socket.path)
@@ -447,7 +459,9 @@ impl Inherited {
 pub async fn take_over(path: &Path, timeout: Duration) -> Result<Inheritance, Error> {
     let stream = match UnixStream::connect(path) {
         Ok(s) => s,
-        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) => {
+        Err(e)
+            if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) =>
+        {
             return Err(Error::io(format!("no instance is serving at {}", path.display()), e));
         }
         Err(e) => return Err(Error::io(format!("connect to {}", path.display()), e)),
@@ -498,10 +512,11 @@ pub async fn take_over(path: &Path, timeout: Duration) -> Result<Inheritance, Er
         }
         Ok::<_, Error>((service, listener, connections))
     };
-    let (service, listener, connections) = tokio::time::timeout(timeout, receive)
-        .await
-        .map_err(|_| {
-            Error::Network(NetworkError::Timeout("the handover did not complete in time".to_owned()))
+    let (service, listener, connections) =
+        tokio::time::timeout(timeout, receive).await.map_err(|_| {
+            Error::Network(NetworkError::Timeout(
+                "the handover did not complete in time".to_owned(),
+            ))
         })??;
     Ok(Inheritance { channel, pid, service, listener, connections })
 }
@@ -824,7 +839,12 @@ impl Channel {
         Ok(Channel { tx: AsyncFdTx::new(stream)?, input: Vec::new(), fds: VecDeque::new() })
     }
 
-    async fn send(&self, header: &Header, body: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
+    async fn send(
+        &self,
+        header: &Header,
+        body: &[u8],
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<(), Error> {
         debug_assert_eq!(header.fds(), fds.len());
         let json = serde_json::to_vec(header).map_err(Error::Encode)?;
         let mut message = Vec::with_capacity(PREFIX + json.len() + body.len());
@@ -851,7 +871,8 @@ impl Channel {
         if self.input.len() < PREFIX {
             return Ok(None);
         }
-        let header_len = u32::from_be_bytes(self.input[..4].try_into().unwrap_or_default()) as usize;
+        let header_len =
+            u32::from_be_bytes(self.input[..4].try_into().unwrap_or_default()) as usize;
         let body_len = u64::from_be_bytes(self.input[4..PREFIX].try_into().unwrap_or_default());
         if header_len > MAX_HEADER {
             return Err(Error::Protocol(format!("handover header of {header_len} bytes")));
@@ -977,7 +998,11 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let detached = DetachedConnection {
-            parts: ConnectionParts { stream, input: b"partial".to_vec(), output: b"unsent".to_vec() },
+            parts: ConnectionParts {
+                stream,
+                input: b"partial".to_vec(),
+                output: b"unsent".to_vec(),
+            },
             address: Address::new("::1", 4000),
             identity: Some("admin".to_owned()),
             phase: ConnectionPhase::Challenged { challenge: b"#CHALLENGE#salt".to_vec() },

@@ -3,6 +3,7 @@
 mod call;
 mod config;
 mod help;
+mod replace;
 mod run;
 mod serve;
 mod tripe;

@@ -382,8 +382,7 @@ fn the_broker_convention_from_a_python_sender() {
 fn the_broker_convention_to_a_python_receiver() {
     let dir = TempDir::new("fdtx-py-recv");
     let listener = FdTxListener::listen(dir.path(), None).unwrap();
-    let mut child =
-        run_python(&["recv".as_ref(), listener.path().as_os_str(), "3".as_ref()]);
+    let mut child = run_python(&["recv".as_ref(), listener.path().as_os_str(), "3".as_ref()]);
     let tx = listener.accept(Some(T)).unwrap();
     let files: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("s{i}"))).collect();
     let opened: Vec<fs::File> = files.iter().map(|f| fs::File::create(f).unwrap()).collect();

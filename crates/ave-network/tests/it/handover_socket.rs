@@ -11,7 +11,7 @@ use std::{
 };
 
 use ave_network::{
-    Control, ConnectionPhase, Error, Params, Service, Stopped,
+    ConnectionPhase, Control, Error, Params, Service, Stopped,
     handover::{self, HandoverOptions, HandoverSocket, Successor},
     handshake::{Algorithm, CHALLENGE_PREFIX, digest},
 };
@@ -102,7 +102,8 @@ fn a_successor_takes_over_mid_frame_and_mid_handshake() {
     assert_eq!(inheritance.connections().len(), 3);
     assert_eq!(inheritance.local_addr().map(|a| a.port()), Some(a.port));
     assert_eq!(inheritance.service(), "ave-diagnostic");
-    let phases: Vec<&ConnectionPhase> = inheritance.connections().iter().map(|c| &c.phase).collect();
+    let phases: Vec<&ConnectionPhase> =
+        inheritance.connections().iter().map(|c| &c.phase).collect();
     assert!(phases.contains(&&ConnectionPhase::Challenged { challenge: challenge.clone() }));
     // Nobody serves now: this request waits in the kernel for the successor.
     anonymous.call_one_way("which", json!([]));
@@ -144,7 +145,8 @@ fn hundreds_of_connections_move_in_several_messages() {
     crate::enough_descriptors(4096);
     let dir = TempDir::new("handover-many");
     let path = socket_in(&dir);
-    let a = Server::start(service("A", None), |b| b.authkey(Some("k")).account("admin", Some("ak")));
+    let a =
+        Server::start(service("A", None), |b| b.authkey(Some("k")).account("admin", Some("ak")));
     let offered = offer(&a, &path, HandoverOptions::default());
     // The identity of a connection is the key it authenticated with, as in the original.
     let mut probes: Vec<(Probe, &str)> = (0..300)
