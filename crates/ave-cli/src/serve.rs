@@ -147,16 +147,14 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
             write_atomically(path, &format!("{}\n", addr.port()))?;
         }
         eprintln!("ave serve: listening on {addr}");
-        let offer = match socket {
-            Ok(socket) => {
-                Some(tokio::spawn(socket.serve(control.handle(), HandoverOptions::default())))
-            }
+        match socket {
+            Ok(socket) => replaceable(control, socket).await,
             Err(e) => {
                 tracing::warn!("this instance cannot be replaced with --replace: {e:#}");
-                None
+                control.run().await?;
+                Ok(ExitCode::SUCCESS)
             }
-        };
-        serve(control, offer).await
+        }
     })
 }
 
@@ -198,31 +196,21 @@ async fn replace(args: &Args, builder: ControlBuilder, home: &Path) -> anyhow::R
         None => eprintln!("ave serve: serving without a listener"),
     }
     eprintln!("ave serve: took over {count} connections from pid {old}");
-    let offer = tokio::spawn(socket.serve(control.handle(), HandoverOptions::default()));
-    serve(control, Some(offer)).await
+    replaceable(control, socket).await
 }
 
-/// Runs the server to its end; says so when a successor replaced it.
-async fn serve(
-    control: Control,
-    offer: Option<
-        tokio::task::JoinHandle<Result<Option<handover::Successor>, ave::network::Error>>,
-    >,
-) -> anyhow::Result<ExitCode> {
-    let stopped = control.run().await?;
+/// Runs the server to its end, replaceable meanwhile; says so when a successor replaced it.
+async fn replaceable(control: Control, socket: HandoverSocket) -> anyhow::Result<ExitCode> {
+    let (stopped, successor) =
+        handover::run_replaceable(control, socket, HandoverOptions::default()).await?;
     tracing::info!(?stopped, "stopped");
-    if stopped == Stopped::Replaced {
-        if let Some(Ok(Ok(Some(successor)))) = match offer {
-            Some(offer) => Some(offer.await),
-            None => None,
-        } {
-            eprintln!(
-                "ave serve: replaced by pid {}; {} connections handed over in {:.1} ms",
-                successor.pid,
-                successor.connections,
-                successor.elapsed.as_secs_f64() * 1e3
-            );
-        }
+    if let (Stopped::Replaced, Some(successor)) = (&stopped, successor) {
+        eprintln!(
+            "ave serve: replaced by pid {}; {} connections handed over in {:.1} ms",
+            successor.pid,
+            successor.connections,
+            successor.elapsed.as_secs_f64() * 1e3
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -36,7 +36,7 @@
 //! use std::time::Duration;
 //!
 //! use ave_network::{
-//!     Control, diagnostic,
+//!     Control, Stopped, diagnostic,
 //!     handover::{self, HandoverOptions, HandoverSocket},
 //! };
 //!
@@ -44,14 +44,16 @@
 //! let path = handover::socket_path("/home/ave".as_ref(), "ave-serve");
 //! let service = || diagnostic::service(diagnostic::Options::new());
 //!
-//! // The successor: receive everything, then commit, then serve.
+//! // The successor: receive everything, then commit, then serve, replaceable in turn.
 //! let inheritance = handover::take_over(&path, Duration::from_secs(5)).await?;
 //! let mut socket = HandoverSocket::bind_successor(&path)?;
 //! let control = inheritance.commit().await?.into_control(Control::builder(service()))?;
 //! socket.install()?;
-//! // Be replaceable in turn.
-//! tokio::spawn(socket.serve(control.handle(), HandoverOptions::default()));
-//! control.run().await?;
+//! let (stopped, successor) =
+//!     handover::run_replaceable(control, socket, HandoverOptions::default()).await?;
+//! if stopped == Stopped::Replaced {
+//!     println!("replaced by {successor:?}");
+//! }
 //! # Ok(())
 //! # }
 //! ```
@@ -77,7 +79,7 @@ use tokio::task::JoinSet;
 
 use crate::{
     Address, ConnectionParts, ConnectionPhase, Control, ControlBuilder, ControlHandle,
-    DetachedConnection, Error,
+    DetachedConnection, Error, Stopped,
     fdtx::{self, AsyncFdTx},
 };
 
@@ -445,6 +447,35 @@ impl Inherited {
         }
         Ok(control)
     }
+}
+
+/// Runs `control` until it stops, replaceable through `socket` meanwhile; returns why it
+/// stopped and, if it was replaced, by whom. Spawns the socket's task on the current
+/// runtime.
+///
+/// # Errors
+///
+/// As [`Control::run`].
+pub async fn run_replaceable(
+    control: Control,
+    socket: HandoverSocket,
+    options: HandoverOptions,
+) -> Result<(Stopped, Option<Successor>), Error> {
+    let offer = tokio::spawn(socket.serve(control.handle(), options));
+    let stopped = control.run().await?;
+    // The socket's task ends with the control: with the successor, or with nothing.
+    let successor = match offer.await {
+        Ok(Ok(successor)) => successor,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %crate::error::error_chain(&e), "the handover socket failed");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the handover socket's task failed");
+            None
+        }
+    };
+    Ok((stopped, successor))
 }
 
 /// Connects to the instance serving at `path` and receives its listener and connections,

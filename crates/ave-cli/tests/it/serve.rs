@@ -206,7 +206,10 @@ fn usage_errors() {
     assert_eq!(out.status.code(), Some(2));
     let out = ave(&["serve", "--interval", "-1"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = ave(&["serve", "--replace"]);
+    // Nothing to take over (in a home of its own: the default one may hold other tests'
+    // instances): a failure, not a usage error. The rest is in `replace`.
+    let home = TempDir::new("replace-nothing");
+    let out = ave(&["serve", "--replace", "--home", home.0.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing taken over"));
 }
