@@ -359,12 +359,16 @@ fn remove_if_holds(path: &Path, pid: Pid) {
     }
 }
 
-/// Whether a process exists (a zombie counts).
+/// Whether a process exists and has not ended (a zombie waiting to be reaped has).
 fn is_running(pid: Pid) -> bool {
-    match sys::kill(pid.get(), 0) {
+    let exists = match sys::kill(pid.get(), 0) {
         Ok(()) => true,
         Err(e) => e.raw_os_error() == Some(nix::libc::EPERM),
-    }
+    };
+    let zombie = fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3)).is_some_and(|state| state == "Z")
+    });
+    exists && !zombie
 }
 
 #[cfg(test)]

@@ -81,6 +81,13 @@ impl Pipe {
         Pipe { reader, writer, partial: Vec::new(), max_frame: DEFAULT_MAX_FRAME }
     }
 
+    /// Splits the pipe into a reading half and a writing half, e.g. to move the writing
+    /// half into a child's target and keep the reading half here.
+    pub fn split(self) -> (Pipe, Pipe) {
+        let Pipe { reader, writer, partial, max_frame } = self;
+        (Pipe { reader, writer: None, partial, max_frame }, Pipe::from_fds(None, writer))
+    }
+
     /// The largest frame [`Pipe::get`] accepts (default 64 MiB); a larger header is an
     /// error before anything is allocated.
     pub fn set_max_frame(&mut self, max: usize) {

@@ -500,6 +500,13 @@ impl Process {
         self
     }
 
+    /// Keeps every descriptor of `fds` open in the child (see [`Process::keep_fd`]).
+    #[must_use]
+    pub fn keep_fds(mut self, fds: &FdSet) -> Process {
+        self.settings.keep.extend(fds);
+        self
+    }
+
     /// How long `start` waits for a synchronized child (default 30 s).
     #[must_use]
     pub fn sync_timeout(mut self, timeout: Duration) -> Process {

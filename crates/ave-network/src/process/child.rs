@@ -384,7 +384,8 @@ fn become_daemon(pipe: &mut Option<Pipe>) -> Pid {
     let _ = nix::unistd::chdir("/");
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     // The daemon waits on this to know it has been re-parented.
-    let intermediate = sys::pidfd_open(Pid::this().get()).ok();
+    let intermediate_pid = nix::unistd::getpid();
+    let intermediate = sys::pidfd_open(intermediate_pid.as_raw()).ok();
     match sys::fork() {
         Err(e) => {
             report(pipe, format!("fork #2 failed: {e}").into());
@@ -395,7 +396,6 @@ fn become_daemon(pipe: &mut Option<Pipe>) -> Pid {
             sys::exit_now(0)
         }
         Ok(sys::Forked::Child) => {
-            let intermediate_pid = nix::unistd::getppid();
             if let Some(fd) = &intermediate {
                 crate::process::wait_readable(fd, Some(Duration::from_secs(5)));
             }
