@@ -15,7 +15,7 @@
 //!    of at most 250 descriptors;
 //! 3. the successor, holding everything but serving nothing yet, says it is ready
 //!    ([`Inheritance::commit`]); the old instance confirms, closes its copies, and its
-//!    [`Control::run`] returns [`Stopped::Replaced`](crate::Stopped::Replaced);
+//!    [`Control::run`] returns [`Stopped::Replaced`];
 //! 4. the successor serves the listener and the connections
 //!    ([`Inherited::into_control`]). Requests sent meanwhile waited in the kernel's
 //!    buffers and are answered by the successor.
@@ -263,7 +263,7 @@ impl HandoverSocket {
 
     /// Serves successors of the `Control` behind `handle`, one at a time, until one takes
     /// over; then ends the `Control`'s loop with
-    /// [`Stopped::Replaced`](crate::Stopped::Replaced) and returns the successor. A
+    /// [`Stopped::Replaced`] and returns the successor. A
     /// handover that fails is rolled back, logged, and the next successor is awaited.
     /// Returns `Ok(None)` when the `Control` stops first.
     ///

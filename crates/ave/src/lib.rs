@@ -75,6 +75,11 @@ pub mod guide {
         #![doc = include_str!("../../../docs/exceptions.md")]
     }
 
+    #[cfg(feature = "network")]
+    pub mod live_restart {
+        #![doc = include_str!("../../../docs/live-restart.md")]
+    }
+
     pub mod profiles {
         #![doc = include_str!("../../../docs/profiles.md")]
     }
