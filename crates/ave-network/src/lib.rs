@@ -19,6 +19,10 @@
 //! - [`RemoteControl`] and [`BlockingRemoteControl`]: the clients, with lazy connects,
 //!   optimistic retries, one-way calls and the original's exception rebuilding.
 //! - [`diagnostic`]: the original test server's RPCs, served by `ave serve`.
+//! - [`fdtx`]: open descriptors passed over Unix sockets, the original's `FdTx`.
+//! - [`handover`]: a new process takes over a running `Control`'s listener and live
+//!   connections, and no client notices (`ave serve --replace`,
+//!   `ave::guide::live_restart`).
 //!
 //! The wire protocol is described in the guide (`ave::guide::rpc_protocol`).
 //!
