@@ -213,6 +213,7 @@ impl HandoverSocket {
     pub fn bind_successor(path: &Path) -> Result<HandoverSocket, Error> {
         private_parent(path)?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        remove_abandoned(path, &name);
         let temp = path.with_file_name(format!(".{name}.{}", std::process::id()));
         remove_if_exists(&temp)?;
         let listener = UnixListener::bind(&temp)
@@ -974,6 +975,23 @@ fn private_parent(path: &Path) -> Result<(), Error> {
             .map_err(|e| Error::io(format!("restrict {}", dir.display()), e))?;
     }
     Ok(())
+}
+
+/// Removes the sockets that successors which died before installing theirs left beside
+/// `path` (`.<name>.<pid>` of a process that no longer exists).
+fn remove_abandoned(path: &Path, name: &str) {
+    let Some(dir) = path.parent() else { return };
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else { continue };
+        let alive = Path::new("/proc").join(pid).exists();
+        if pid.parse::<u32>().is_ok() && !alive && fdtx::is_socket(&entry.path()) {
+            tracing::debug!(path = %entry.path().display(), "removing an abandoned handover socket");
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn remove_if_exists(path: &Path) -> Result<(), Error> {

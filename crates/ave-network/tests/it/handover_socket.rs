@@ -273,6 +273,14 @@ fn the_handover_socket_is_private_and_unique() {
     assert!(path.exists(), "the old instance must not remove its successor's socket");
     drop(successor);
     assert!(!path.exists());
+
+    // A successor that died before installing its socket left it behind: the next one
+    // removes it.
+    let abandoned = path.with_file_name(".ave-test.sock.999999999");
+    drop(std::os::unix::net::UnixListener::bind(&abandoned).unwrap());
+    let next = HandoverSocket::bind_successor(&path).unwrap();
+    assert!(!abandoned.exists());
+    drop(next);
 }
 
 #[test]
