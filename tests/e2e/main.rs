@@ -6,4 +6,5 @@
 mod cmd;
 mod facade;
 mod persona;
+mod process;
 mod stress;

@@ -568,9 +568,13 @@ impl Process {
         let _ = io::stdout().flush();
         let parent = Pid::this();
         let guard = fork_lock();
-        let others =
-            other_threads(&guard).map_err(|e| Error::io("count the threads of this process", e))?;
-        if !others.is_empty() && !self.settings.allow_threads {
+        let others = if self.settings.allow_threads {
+            Vec::new()
+        } else {
+            running_threads(&guard)
+                .map_err(|e| Error::io("count the threads of this process", e))?
+        };
+        if !others.is_empty() {
             return Err(Error::Invalid(format!(
                 "refusing to fork {}: this process runs {} other thread(s), and fork is only \
                  sound in a single-threaded process (start processes before building a \
@@ -960,6 +964,19 @@ pub(crate) fn is_forked_child() -> bool {
     FORKED.load(Ordering::Relaxed)
 }
 
+/// The other threads of this process, giving threads that are ending (just joined, say)
+/// a moment to be gone.
+fn running_threads(state: &ForkState) -> io::Result<Vec<i32>> {
+    let deadline = Instant::now() + Duration::from_millis(20);
+    loop {
+        let others = other_threads(state)?;
+        if others.is_empty() || Instant::now() >= deadline {
+            return Ok(others);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn other_threads(state: &ForkState) -> io::Result<Vec<i32>> {
     let me = nix::unistd::gettid().as_raw();
     let mut others = Vec::new();
@@ -967,7 +984,14 @@ fn other_threads(state: &ForkState) -> io::Result<Vec<i32>> {
         let Some(tid) = entry?.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
             continue;
         };
-        if tid != me && !state.parked.contains(&tid) {
+        if tid == me || state.parked.contains(&tid) {
+            continue;
+        }
+        // A thread that has ended but not been released yet does not count.
+        let stat =
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
+        let state = stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3));
+        if matches!(state, Some("R" | "S" | "D" | "T" | "t" | "I" | "W" | "P")) {
             others.push(tid);
         }
     }
