@@ -4,17 +4,24 @@
 //! Modules follow the original's test modules (spec/ave-tests.md): `connection`,
 //! `control_sync` (raw protocol probes), `control_async` (the client against the server),
 //! `async_rpc`, `exception` (which also covers the `decorators` access rules), plus
-//! `vectors`, `python`, `hostile` and `handover`.
+//! `vectors`, `python`, `hostile` and `handover`; `process`, `daemon`, `defjoin`,
+//! `hickup` and `pipe` for what can be checked without forking this multi-threaded
+//! harness (the rest runs in the `tests` package's fixtures).
 
 mod async_rpc;
 mod connection;
 mod control_async;
 mod control_sync;
+mod daemon;
+mod defjoin;
 mod exception;
 mod fdtx;
 mod handover;
 mod handover_socket;
+mod hickup;
 mod hostile;
+mod pipe;
+mod process;
 mod python;
 mod vectors;
 

@@ -1,0 +1,127 @@
+//! `Daemon` without forking in this harness: pid-file checks, and `stop` against
+//! processes spawned with `std::process::Command` (one that dies on SIGTERM, one that
+//! ignores it). The daemons themselves run in the `tests` package's fixtures.
+
+use std::{
+    fs::{self, File},
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use ave_network::{Daemon, Error, Pid};
+
+use crate::python3;
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let path = std::env::temp_dir().join(format!("ave-it-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap();
+        Dir(path)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn daemon(dir: &Dir, name: &str) -> Daemon {
+    let log = File::options().create(true).append(true).open(dir.0.join("log")).unwrap();
+    Daemon::new(dir.0.join(name), log).unwrap()
+}
+
+fn invalid(e: Error) -> String {
+    match e {
+        Error::Invalid(message) => message,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn pid_files_are_read_leniently() {
+    let dir = Dir::new("daemon-pid-file");
+    let d = daemon(&dir, "d.pid");
+    assert_eq!(d.get_pid(), None);
+    for (content, pid) in
+        [("1234", Some(1234)), ("  77\n", Some(77)), ("abc", None), ("0", None), ("", None)]
+    {
+        fs::write(d.pid_path(), content).unwrap();
+        assert_eq!(d.get_pid(), pid.and_then(Pid::from_raw), "{content:?}");
+    }
+    assert!(d.pid_path().is_absolute());
+}
+
+#[test]
+fn stop_and_restart_need_a_pid_file_and_start_refuses_a_live_one() {
+    let dir = Dir::new("daemon-refusals");
+    let d = daemon(&dir, "d.pid");
+    let path = d.pid_path().display().to_string();
+    assert_eq!(invalid(d.stop().unwrap_err()), format!("pid file {path} does not exist"));
+    assert_eq!(
+        invalid(d.restart_fn(|_| Ok(())).unwrap_err()),
+        format!("pid file {path} does not exist")
+    );
+    fs::write(d.pid_path(), "garbage").unwrap();
+    assert_eq!(invalid(d.stop().unwrap_err()), format!("pid file {path} holds no pid"));
+    // This process is alive: refused before any fork.
+    fs::write(d.pid_path(), std::process::id().to_string()).unwrap();
+    assert_eq!(invalid(d.start_fn(|_| Ok(())).unwrap_err()), format!("pid file {path} exist"));
+}
+
+#[test]
+fn stop_terminates_the_process_the_pid_file_names() {
+    let dir = Dir::new("daemon-stop");
+    let d = daemon(&dir, "d.pid");
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    fs::write(d.pid_path(), child.id().to_string()).unwrap();
+    let started = Instant::now();
+    d.stop().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(!d.pid_path().exists());
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(15));
+}
+
+#[test]
+fn stop_kills_a_process_that_ignores_sigterm_after_the_timeout() {
+    let dir = Dir::new("daemon-stubborn");
+    let d = daemon(&dir, "d.pid").stop_timeout(Duration::from_millis(200));
+    let mut child = python3()
+        .args([
+            "-c",
+            "import signal, time\n\
+             signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+             print('ready', flush=True)\n\
+             time.sleep(60)",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    fs::write(d.pid_path(), child.id().to_string()).unwrap();
+    d.stop().unwrap();
+    assert!(!d.pid_path().exists());
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(child.wait().unwrap().signal(), Some(9));
+}
+
+#[test]
+fn stop_of_a_process_already_gone_removes_the_pid_file() {
+    let dir = Dir::new("daemon-gone");
+    let d = daemon(&dir, "d.pid");
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    fs::write(d.pid_path(), pid.to_string()).unwrap();
+    d.stop().unwrap();
+    assert!(!d.pid_path().exists());
+}
