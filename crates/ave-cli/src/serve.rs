@@ -124,6 +124,10 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
     for (name, key) in &accounts {
         builder = builder.account(name, key.as_deref());
     }
+    // SIGUSR1 writes a hickup dump into <home>/.ave/hickup.
+    if let Ok(home) = &home {
+        builder = builder.home(home);
+    }
     if let Err(e) = ave::network::raise_fd_limit() {
         tracing::warn!(error = %e, "cannot raise the descriptor limit");
     }

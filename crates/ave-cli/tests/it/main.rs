@@ -3,6 +3,7 @@
 mod call;
 mod config;
 mod help;
+mod hickup;
 mod replace;
 mod run;
 mod serve;
