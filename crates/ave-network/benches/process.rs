@@ -6,7 +6,7 @@
 //! lines (median time from the call to its return); bounded to a few seconds.
 
 // A benchmark prints its results.
-#![allow(clippy::print_stdout)]
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::{
     process::Command,
