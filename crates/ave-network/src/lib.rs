@@ -23,6 +23,12 @@
 //! - [`handover`]: a new process takes over a running `Control`'s listener and live
 //!   connections, and no client notices (`ave serve --replace`,
 //!   `ave::guide::live_restart`).
+//! - [`Process`]: a function run in a forked child, optionally daemonized and
+//!   synchronized, with typed joins ([`ExitStatus`]), a parent-death signal and kernel
+//!   names; [`Daemon`] adds a pid file; [`Pipe`] carries framed JSON between processes.
+//!   A [`Control`] runs in a child with [`Control::into_process`], reaps children from its
+//!   event loop ([`ControlHandle::join_later`]) and writes hickup dumps on SIGUSR1
+//!   ([`ControlHandle::hickup`]). See `ave::guide::processes`.
 //!
 //! The wire protocol is described in the guide (`ave::guide::rpc_protocol`).
 //!

@@ -80,6 +80,11 @@ pub mod guide {
         #![doc = include_str!("../../../docs/live-restart.md")]
     }
 
+    #[cfg(feature = "network")]
+    pub mod processes {
+        #![doc = include_str!("../../../docs/processes.md")]
+    }
+
     pub mod profiles {
         #![doc = include_str!("../../../docs/profiles.md")]
     }
