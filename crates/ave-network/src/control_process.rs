@@ -3,7 +3,7 @@
 //! it into a [`Process`], and start that.
 //!
 //! The child keeps the listening socket, gives itself the service's kernel name and the
-//! parent-death signal (SIGTERM, a clean shutdown), builds its own current-thread tokio
+//! parent-death signal (SIGTERM by default, a clean shutdown), builds its own current-thread tokio
 //! runtime, reads SIGTERM and SIGUSR1 from a signalfd, and serves until the `Control`
 //! stops; it then exits 0 (1 if serving failed). A synchronized start returns once all of
 //! that is in place. The parent's copy of the listener is closed by `start`, so when the
@@ -14,7 +14,7 @@ use std::os::fd::AsFd;
 use tokio::runtime::Runtime;
 
 use crate::{
-    ChildContext, Control, ControlHandle, Error, FdSet, Process, Signal, Target, TargetError,
+    ChildContext, Control, ControlHandle, Error, FdSet, Process, Target, TargetError,
     signals::ControlSignals,
 };
 
@@ -76,7 +76,7 @@ impl Target for ServeControl {
     fn initialize(&mut self, child: &mut ChildContext) -> Result<(), TargetError> {
         let control = self.control.as_ref().ok_or("the control was already served")?;
         child.set_process_name()?;
-        child.perform_prctl(Some(Signal::TERM))?;
+        child.perform_prctl(child.death_signal())?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let signals = {
             let _inside = runtime.enter();

@@ -101,25 +101,22 @@ async fn wait_for(deferred: Deferred) -> (Pid, Result<ExitStatus, Error>) {
         Ok(fd) => fd,
         Err(e) => return (pid, Err(Error::io("watch a pidfd", e))),
     };
+    if let Err(e) = fd.readable().await {
+        return (pid, Err(Error::io("watch a pidfd", e)));
+    }
+    // The pidfd is readable once the whole process has ended, so the first wait reaps it;
+    // should it not (yet), look again shortly rather than wait for an edge that was used.
     loop {
-        let mut ready = match fd.readable().await {
-            Ok(ready) => ready,
-            Err(e) => return (pid, Err(Error::io("watch a pidfd", e))),
-        };
         match sys::waitpid(pid.get(), true) {
             Ok(Some(raw)) => {
                 if let Some(status) = ExitStatus::from_raw(raw) {
                     return (pid, Ok(status));
                 }
             }
-            Ok(None) => {
-                // The pidfd says it ended, yet it cannot be reaped yet (its other threads
-                // are still going): look again shortly.
-                ready.clear_ready();
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            Ok(None) => {}
             Err(e) => return (pid, Err(wait_error(e))),
         }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

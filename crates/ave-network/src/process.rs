@@ -390,6 +390,11 @@ struct Started {
 
 /// A function run in a forked child: the original's `Process`.
 ///
+/// Dropping a `Process` neither kills nor reaps its child: join it, or hand it to a
+/// `Control` with [`ControlHandle::join_later`](crate::ControlHandle::join_later), or it
+/// stays a zombie until this process ends. Targets are `Send` so that a `Process` can be
+/// kept in a service's state.
+///
 /// ```no_run
 /// use std::time::Duration;
 /// use ave_network::{ExitStatus, Process};

@@ -81,6 +81,13 @@ impl ChildContext {
         &self.name
     }
 
+    /// The signal to get when the parent dies, as configured
+    /// ([`Process::death_signal`](crate::Process::death_signal)); the default
+    /// initialization sets it.
+    pub fn death_signal(&self) -> Option<Signal> {
+        self.death_signal
+    }
+
     /// The descriptors given to [`Process::keep_fd`](crate::Process::keep_fd).
     pub fn kept_fds(&self) -> &FdSet {
         &self.keep
