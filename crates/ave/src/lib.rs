@@ -20,8 +20,38 @@
 //! | [`network`] | `ave-network` | framing, the `Control` RPC server, `RemoteControl`, processes, fd transfer |
 //! | [`tripe`] | `ave-tripe` | the TrIPE admin client and service provider |
 //!
-//! The [`guide`] module holds the long-form documentation: how the pieces fit together and
-//! the wire protocols, with compiled examples.
+//! # Where to start
+//!
+//! The [`guide`] module holds the long-form documentation, every example in it compiled and
+//! run as a test:
+//!
+//! | question | guide |
+//! | --- | --- |
+//! | How do I write a service? | [`guide::writing_a_service`] |
+//! | How do I call one, from Rust or a shell? | [`guide::calling_services`] |
+//! | How do I restart it without dropping its clients? | [`guide::live_restart`] |
+//! | How do I run a service as a process, daemonize it, reap its children? | [`guide::processes`] |
+//! | How do I run a command with a timeout? | [`guide::pty_runner`] |
+//! | How do I set up config files and drop privileges? | [`guide::config_and_privileges`] |
+//! | How do I drive a TrIPE server? | [`guide::tripe`] |
+//! | What do exceptions look like on the wire? | [`guide::exceptions`] |
+//! | How do resource profiles match? | [`guide::profiles`] |
+//! | What exactly goes over the wire? | [`guide::rpc_protocol`] (the protocol reference) |
+//!
+//! From a shell, `ave demo` shows the whole suite working on a temporary home, and
+//! `ave --help` lists the commands: `ave run`, `ave serve`, `ave call`, `ave config`,
+//! `ave tripe`.
+//!
+//! # Compatibility
+//!
+//! The wire formats are the original's, byte for byte where it matters (framing, the
+//! `#CHALLENGE#` handshake with HMAC-MD5, request and response shapes, exception `type`
+//! names and fields, the fixed texts of validation errors, the fd-transfer message
+//! convention), so unmodified Python 2 AVE clients and servers work with these crates in
+//! both directions. What the original got wrong is fixed where no wire contract forbids it:
+//! frames are bounded, digests compared in constant time, keys come from a cryptographic
+//! generator, a timeout ends a command's whole session, a forked child never runs its
+//! parent's code, and connections are served concurrently.
 //!
 //! # Example
 //!
@@ -67,10 +97,12 @@ pub mod guide {
         #![doc = include_str!("../../../docs/calling-services.md")]
     }
 
+    #[cfg(all(feature = "config", feature = "persona"))]
     pub mod config_and_privileges {
         #![doc = include_str!("../../../docs/config-and-privileges.md")]
     }
 
+    #[cfg(feature = "exceptions")]
     pub mod exceptions {
         #![doc = include_str!("../../../docs/exceptions.md")]
     }
@@ -85,6 +117,7 @@ pub mod guide {
         #![doc = include_str!("../../../docs/processes.md")]
     }
 
+    #[cfg(feature = "profile")]
     pub mod profiles {
         #![doc = include_str!("../../../docs/profiles.md")]
     }
