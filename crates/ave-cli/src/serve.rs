@@ -59,7 +59,8 @@ pub(crate) struct Args {
     /// Add the keys of `<home>/.ave/config/authkeys.json` as alternate keys.
     #[arg(long)]
     authkeys: bool,
-    /// The AVE home directory (config, hickup dumps, the handover socket); default: yours.
+    /// The AVE home directory (config, hickup dumps, the handover socket); default: `$HOME`,
+    /// or your home directory in the user database.
     #[arg(long, value_name = "DIR")]
     home: Option<PathBuf>,
     /// Call the service's idle hook after this many quiet seconds.
@@ -102,9 +103,10 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
             _ => return Ok(usage(format!("--alt-key {spec:?}: expected NAME=KEY"))),
         }
     }
-    let home = match &args.home {
-        Some(home) => Ok(home.clone()),
-        None => ave::persona::current_user().map(|u| u.home),
+    let home = match (&args.home, std::env::var_os("HOME").filter(|h| !h.is_empty())) {
+        (Some(home), _) => Ok(home.clone()),
+        (None, Some(env_home)) => Ok(PathBuf::from(env_home)),
+        (None, None) => ave::persona::current_user().map(|u| u.home),
     };
     if args.authkeys {
         let home = home.as_ref().map_err(|e| anyhow::anyhow!("find your home directory: {e}"))?;

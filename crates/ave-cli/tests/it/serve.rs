@@ -50,6 +50,9 @@ impl Served {
             .arg("--port-file")
             .arg(&port_file)
             .args(args)
+            // Without `--home` the server uses `$HOME/.ave` (its handover socket, hickup
+            // dumps): keep that inside the test's own directory.
+            .env("HOME", &dir.0)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
