@@ -148,6 +148,8 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         let socket = home
             .map_err(|e| anyhow::anyhow!("find your home directory: {e}"))
             .and_then(|home| Ok(HandoverSocket::bind(&handover::socket_path(&home, NAME))?));
+        // Signals are handled before anyone learns where we listen.
+        control.install_signal_handling()?;
         // The listener is bound and listening: connections are accepted from now on.
         if let Some(path) = &args.port_file {
             write_atomically(path, &format!("{}\n", addr.port()))?;
@@ -181,6 +183,7 @@ async fn replace(args: &Args, builder: ControlBuilder, home: &Path) -> anyhow::R
     let inherited =
         inheritance.commit().await.context("--replace: the old instance kept its connections")?;
     let control = inherited.into_control(builder)?;
+    control.install_signal_handling()?;
     let addr = control.local_addr();
     if let Err(e) = socket.install() {
         tracing::warn!("this instance cannot be replaced with --replace: {e:#}");

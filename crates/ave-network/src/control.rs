@@ -516,6 +516,26 @@ impl Control {
         }
     }
 
+    /// Installs the signal handling of [`ControlBuilder::handle_signals`] now rather than
+    /// when [`Control::run`] starts, so that a SIGTERM or SIGUSR1 arriving in between is
+    /// handled instead of ending the process. Call it inside the runtime before announcing
+    /// the service (printing its address, writing a port file); [`Control::run`] then uses
+    /// this handling. Does nothing without `handle_signals` or when already installed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the handling cannot be installed (for instance outside a runtime).
+    pub fn install_signal_handling(&self) -> Result<(), Error> {
+        let mut slot = lock(&self.shared.signals);
+        if self.shared.config.handle_signals && slot.is_none() {
+            *slot = Some(
+                crate::signals::ControlSignals::install()
+                    .map_err(|e| Error::io("install the SIGTERM and SIGUSR1 handling", e))?,
+            );
+        }
+        Ok(())
+    }
+
     /// The listening address, if there is a listener.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         *lock(&self.shared.local_addr)
