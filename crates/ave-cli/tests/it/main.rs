@@ -2,6 +2,7 @@
 
 mod call;
 mod config;
+mod demo;
 mod help;
 mod hickup;
 mod replace;
