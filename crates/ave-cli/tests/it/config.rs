@@ -13,7 +13,6 @@ use std::{
     os::unix::{fs::PermissionsExt, process::CommandExt},
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
-    sync::OnceLock,
 };
 
 use crate::ave;
@@ -94,18 +93,14 @@ macro_rules! skip_unless_root {
 }
 
 /// Runs `ave` as `nobody`, from a copy every user can execute (the build folder may be
-/// under a home that is private to root).
+/// under a home that is private to root). The copy is removed when the run ends.
 fn ave_as_nobody(args: &[&str]) -> Output {
-    static COPY: OnceLock<(TempDir, PathBuf)> = OnceLock::new();
-    let (_, exe) = COPY.get_or_init(|| {
-        let dir = TempDir::new("bin");
-        let exe = dir.path().join("ave");
-        fs::copy(env!("CARGO_BIN_EXE_ave"), &exe).unwrap();
-        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
-        (dir, exe)
-    });
+    let dir = TempDir::new("bin");
+    let exe = dir.path().join("ave");
+    fs::copy(env!("CARGO_BIN_EXE_ave"), &exe).unwrap();
+    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
     let nobody = ave::persona::lookup_user("nobody").unwrap();
-    Command::new(exe).args(args).uid(nobody.uid).gid(nobody.gid).current_dir("/").output().unwrap()
+    Command::new(&exe).args(args).uid(nobody.uid).gid(nobody.gid).current_dir("/").output().unwrap()
 }
 
 #[test]
