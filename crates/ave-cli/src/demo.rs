@@ -656,13 +656,24 @@ impl Demo {
             self.hold("in step 5, the new instance started").await;
         }
 
-        // The old instance's own account of the handover, then its exit.
+        // The old instance's own account of the handover, then its exit; unless the new
+        // one ends first, which is a failed replace (the old one then serves on).
         let mut reports = self.reports.take().context("no report pipe")?;
-        let (reports, report) = tokio::task::spawn_blocking(move || {
+        let mut reading = tokio::task::spawn_blocking(move || {
             let report = reports.get(Some(LIMIT));
             (reports, report)
-        })
-        .await?;
+        });
+        let successor = self.successor.as_mut().context("no successor")?;
+        let (reports, report) = tokio::select! {
+            read = &mut reading => read?,
+            ended = successor.wait(LIMIT) => {
+                let status = ended?;
+                bail!(
+                    "the new instance ended ({status}) before it took over; it said: {:?}",
+                    successor.said()
+                );
+            }
+        };
         self.reports = Some(reports);
         let report = report.context("the old instance did not report how it ended")?;
         ensure!(report["stopped"] == "replaced", "the old instance ended otherwise: {report}");

@@ -172,6 +172,14 @@ impl Supervised {
         }
     }
 
+    /// Every line it wrote so far, the ones not read with [`Supervised::line`] included.
+    pub(super) fn said(&mut self) -> Vec<String> {
+        while let Ok(line) = self.lines.try_recv() {
+            self.log.push(line);
+        }
+        self.log.clone()
+    }
+
     /// Waits for the program to end by itself, at most `within`, and reaps it.
     ///
     /// # Errors

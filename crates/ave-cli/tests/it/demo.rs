@@ -40,6 +40,10 @@ struct Ended {
 
 impl Demo {
     fn start(tag: &str, args: &[&str], hold: Option<&str>) -> Demo {
+        Demo::start_with(tag, args, hold, &[])
+    }
+
+    fn start_with(tag: &str, args: &[&str], hold: Option<&str>, env: &[(&str, &str)]) -> Demo {
         let tmp = TempDir::new(tag);
         let mut command = Command::new(env!("CARGO_BIN_EXE_ave"));
         command
@@ -53,6 +57,7 @@ impl Demo {
         if let Some(hold) = hold {
             command.env("AVE_DEMO_TEST_HOLD", hold);
         }
+        command.envs(env.iter().copied());
         let mut child = command.spawn().expect("start ave demo");
         let stdout = BufReader::new(child.stdout.take().unwrap());
         let (tx, lines) = mpsc::channel();
@@ -316,4 +321,41 @@ fn sigterm_between_steps_cleans_up() {
     assert!(ended.stdout.iter().any(|l| l.contains(&shown)), "{}", ended.text());
     std::fs::remove_dir_all(&kept[0]).unwrap();
     ended.assert_clean(&ended.pids());
+}
+
+#[test]
+fn a_failed_step_says_so_and_still_cleans_up() {
+    // The new instance inherits this and crashes mid-handover (`ave serve`'s test hook):
+    // the old one takes everything back and serves on, and the replace step fails.
+    let ended =
+        Demo::start_with("demo-fail", &[], None, &[("AVE_TEST_HANDOVER_ABORT", "1")]).finish();
+    assert_eq!(ended.status.code(), Some(1), "{}", ended.text());
+    assert!(ended.stdout.iter().any(|l| l.starts_with("[5/6] FAILED after")), "{}", ended.text());
+    let line = report_line(&ended.stdout, 5, "replace");
+    assert!(line.contains("FAILED") && line.contains("SIGABRT"), "{line}");
+    assert!(report_line(&ended.stdout, 4, "pty").contains(" ok "));
+    assert!(report_line(&ended.stdout, 6, "stop").contains("skipped"));
+    let total = ended.stdout.iter().find(|l| l.trim_start().starts_with("total")).expect("a total");
+    assert!(total.contains("FAILED"), "{total}");
+    ended.assert_clean(&ended.pids());
+}
+
+#[test]
+fn a_home_that_cannot_be_made_fails_the_first_step() {
+    let tmp = TempDir::new("demo-notmp");
+    let out = Command::new(env!("CARGO_BIN_EXE_ave"))
+        .args(["demo", "--json"])
+        .env("TMPDIR", tmp.0.join("missing"))
+        .env_remove("AVE_DEMO_TEST_HOLD")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["steps"][0]["status"], "failed");
+    assert!(report["steps"][0]["error"].as_str().unwrap().contains("missing"), "{report}");
+    for step in &report["steps"].as_array().unwrap()[1..] {
+        assert_eq!(step["status"], "skipped", "{step}");
+    }
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[1/6] FAILED"));
 }
