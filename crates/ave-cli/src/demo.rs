@@ -693,6 +693,8 @@ impl Demo {
 
         pings.wait_for(answered_at_exit + CALLS_AROUND, LIMIT).await?;
         let (client, record) = pings.finish().await?;
+        // The loop ends at its first failed call (a second would reconnect).
+        let failed = usize::from(record.failure.is_some());
         if let Some(failure) = &record.failure {
             bail!("a call failed: {failure}");
         }
@@ -723,7 +725,7 @@ impl Demo {
         ));
         self.detail(format_args!(
             "{during} calls answered during the replace ({} from starting the new instance to \
-             the old one's exit), 0 failed, longest gap between answers {}; {} calls in all",
+             the old one's exit), {failed} failed, longest gap between answers {}; {} calls in all",
             duration(replace_time),
             duration(gap),
             record.answers.len()
@@ -733,7 +735,7 @@ impl Demo {
         ));
         Ok(Done {
             summary: format!(
-                "{during} calls during the replace, 0 failed, longest gap {}, handover \
+                "{during} calls during the replace, {failed} failed, longest gap {}, handover \
                  {handover_ms:.1} ms, pid {old} -> {new} on the same connection",
                 duration(gap)
             ),
@@ -742,7 +744,7 @@ impl Demo {
                 "new_pid": new,
                 "calls": record.answers.len(),
                 "calls_during_replace": during,
-                "failed_calls": 0,
+                "failed_calls": failed,
                 "longest_gap_ms": millis(gap),
                 "handover_ms": handover_ms,
                 "replace_ms": millis(replace_time),
