@@ -204,7 +204,8 @@ async fn replace(args: &Args, builder: ControlBuilder, home: &Path) -> anyhow::R
         Some(addr) => eprintln!("ave serve: listening on {addr}"),
         None => eprintln!("ave serve: serving without a listener"),
     }
-    eprintln!("ave serve: took over {count} connections from pid {old}");
+    let plural = if count == 1 { "" } else { "s" };
+    eprintln!("ave serve: took over {count} connection{plural} from pid {old}");
     replaceable(control, socket).await
 }
 
