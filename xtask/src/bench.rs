@@ -98,7 +98,9 @@ fn parse_body(body: &str) -> std::result::Result<Row, String> {
 
 pub(crate) fn run(root: &Path, rest: &[String]) -> Result {
     let mut args: Vec<String> =
-        ["bench", "--workspace", "--benches"].iter().map(|s| (*s).to_owned()).collect();
+        // `--bench '*'` selects the bench targets only; `--benches` would also run every
+        // library's unit tests in bench mode.
+        ["bench", "--workspace", "--bench", "*"].iter().map(|s| (*s).to_owned()).collect();
     if !rest.is_empty() {
         args.push("--".to_owned());
         args.extend(rest.iter().cloned());

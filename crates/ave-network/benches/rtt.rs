@@ -1,6 +1,8 @@
 //! Sequential RPC round trip: `RemoteControl` calling `sync_ping` on a `Control`, against a
 //! bare length-prefixed echo over tokio (the floor of any framed protocol), side by side in
-//! one run on the same runtime. Prints one BENCH line; bounded to a few seconds.
+//! one run. Each server runs on a thread of its own (a current-thread runtime) and the
+//! client on the main thread, so both paths cost the same thread hops. Prints one BENCH
+//! line; bounded to a few seconds.
 
 // A benchmark prints its results.
 #![allow(clippy::print_stdout)]
@@ -63,20 +65,55 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// A current-thread runtime on a thread of its own, so that both servers get the same
+/// scheduling: one thread each, one wakeup per direction per call.
+fn serve_on_own_thread<F>(server: F) -> std::thread::JoinHandle<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    std::thread::spawn(move || {
+        pin_to_cpu(1);
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(server)
+    })
+}
+
+/// Pins the calling thread to one CPU (the servers on CPU 1, the client on CPU 0), so both
+/// paths cross between the same two cores on every call instead of wherever the scheduler
+/// happens to put them. A machine with one CPU leaves everything where it is.
+fn pin_to_cpu(cpu: usize) {
+    use nix::sched::{CpuSet, sched_setaffinity};
+    let available = std::thread::available_parallelism().map_or(1, usize::from);
+    if available < 2 {
+        return;
+    }
+    let mut set = CpuSet::new();
+    if set.set(cpu).is_ok() {
+        let _ = sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+    }
+}
+
 fn main() {
-    let rt =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let control = Control::builder(diagnostic::service(diagnostic::Options::new())).build().unwrap();
+    let port = control.port();
+    let handle = control.handle();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let server = serve_on_own_thread(async move {
+        let stopped = control.run().await;
+        done_tx.send(stopped.is_ok()).unwrap();
+    });
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let echo_addr = std_listener.local_addr().unwrap();
+    // The echo server runs until the process ends.
+    drop(serve_on_own_thread(async move {
+        echo_server(TcpListener::from_std(std_listener).unwrap()).await;
+    }));
+
+    pin_to_cpu(0);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let control = Control::builder(diagnostic::service(diagnostic::Options::new())).build().unwrap();
-        let port = control.port();
-        let handle = control.handle();
-        let server = tokio::spawn(control.run());
         let client = RemoteControl::new(("127.0.0.1", port), None);
         client.connect(None).await.unwrap();
-
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let echo_addr = listener.local_addr().unwrap();
-        tokio::spawn(echo_server(listener));
         let mut echo = TcpStream::connect(echo_addr).await.unwrap();
         echo.set_nodelay(true).unwrap();
         // The echo carries the bytes of the same request our client sends.
@@ -110,7 +147,8 @@ fn main() {
         println!(
             "BENCH name=rpc_round_trip|ours={ours:.1}|peer=tokio length-prefixed echo|peer_value={peer:.1}|unit=us|better=lower|target=1.3"
         );
-        handle.stop();
-        tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
     });
+    handle.stop();
+    assert!(done_rx.recv_timeout(Duration::from_secs(5)).unwrap());
+    server.join().unwrap();
 }
