@@ -93,7 +93,8 @@ fn pin_to_cpu(cpu: usize) {
 }
 
 fn main() {
-    let control = Control::builder(diagnostic::service(diagnostic::Options::new())).build().unwrap();
+    let control =
+        Control::builder(diagnostic::service(diagnostic::Options::new())).build().unwrap();
     let port = control.port();
     let handle = control.handle();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
