@@ -13,6 +13,8 @@ use std::{
 
 use ave::config::{self as cfg, Authkeys, BrokerConfig, DEFAULT_FILES, ETC_USER_PATH};
 
+use crate::chain;
+
 /// The `ave config` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
@@ -264,16 +266,4 @@ fn prompt_user(path: &Path) -> io::Result<String> {
 fn fail(e: &dyn StdError) -> ExitCode {
     eprintln!("ERROR: {}", chain(e));
     ExitCode::FAILURE
-}
-
-/// An error and its sources, joined by ": ".
-fn chain(e: &dyn StdError) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

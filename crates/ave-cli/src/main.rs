@@ -69,6 +69,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// An error and its causes as one line, `outer: inner: innermost`, for messages that are
+/// not printed through anyhow's `{:#}`.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Logs go to stderr: `RUST_LOG` if set, otherwise a level from the `-v` count.
 fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;

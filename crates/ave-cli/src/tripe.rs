@@ -13,6 +13,8 @@ use std::{
 
 use ave::tripe::{self, Client, Error, Event};
 
+use crate::chain;
+
 /// Arguments of `ave tripe`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -131,18 +133,6 @@ fn report(error: &Error) -> ExitCode {
         _ => FAILED,
     };
     ExitCode::from(code)
-}
-
-/// An error and its causes, as one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
