@@ -21,7 +21,7 @@ use std::{
 use ave_cmd::{Options, run};
 
 const SPAWN_RUNS: usize = 1500;
-const BULK_ROUNDS: usize = 7;
+const BULK_ROUNDS: usize = 15;
 const BULK_BYTES: usize = 50_000_000;
 
 fn main() {
