@@ -5,33 +5,15 @@
 use std::{
     fs::{self, File},
     io::{BufRead, BufReader},
-    path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use ave_network::{Daemon, Error, Pid};
 
-use crate::python3;
+use crate::{TempDir, python3};
 
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let path = std::env::temp_dir().join(format!("ave-it-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap();
-        Dir(path)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn daemon(dir: &Dir, name: &str) -> Daemon {
+fn daemon(dir: &TempDir, name: &str) -> Daemon {
     let log = File::options().create(true).append(true).open(dir.0.join("log")).unwrap();
     Daemon::new(dir.0.join(name), log).unwrap()
 }
@@ -45,7 +27,7 @@ fn invalid(e: Error) -> String {
 
 #[test]
 fn pid_files_are_read_leniently() {
-    let dir = Dir::new("daemon-pid-file");
+    let dir = TempDir::new("daemon-pid-file");
     let d = daemon(&dir, "d.pid");
     assert_eq!(d.get_pid(), None);
     for (content, pid) in
@@ -59,7 +41,7 @@ fn pid_files_are_read_leniently() {
 
 #[test]
 fn stop_and_restart_need_a_pid_file_and_start_refuses_a_live_one() {
-    let dir = Dir::new("daemon-refusals");
+    let dir = TempDir::new("daemon-refusals");
     let d = daemon(&dir, "d.pid");
     let path = d.pid_path().display().to_string();
     assert_eq!(invalid(d.stop().unwrap_err()), format!("pid file {path} does not exist"));
@@ -76,7 +58,7 @@ fn stop_and_restart_need_a_pid_file_and_start_refuses_a_live_one() {
 
 #[test]
 fn stop_terminates_the_process_the_pid_file_names() {
-    let dir = Dir::new("daemon-stop");
+    let dir = TempDir::new("daemon-stop");
     let d = daemon(&dir, "d.pid");
     let mut child = Command::new("sleep").arg("30").spawn().unwrap();
     fs::write(d.pid_path(), child.id().to_string()).unwrap();
@@ -91,7 +73,7 @@ fn stop_terminates_the_process_the_pid_file_names() {
 
 #[test]
 fn stop_kills_a_process_that_ignores_sigterm_after_the_timeout() {
-    let dir = Dir::new("daemon-stubborn");
+    let dir = TempDir::new("daemon-stubborn");
     let d = daemon(&dir, "d.pid").stop_timeout(Duration::from_millis(200));
     let mut child = python3()
         .args([
@@ -116,7 +98,7 @@ fn stop_kills_a_process_that_ignores_sigterm_after_the_timeout() {
 
 #[test]
 fn stop_of_a_process_already_gone_removes_the_pid_file() {
-    let dir = Dir::new("daemon-gone");
+    let dir = TempDir::new("daemon-gone");
     let d = daemon(&dir, "d.pid");
     let mut child = Command::new("true").spawn().unwrap();
     let pid = child.id();

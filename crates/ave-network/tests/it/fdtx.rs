@@ -20,39 +20,7 @@ use ave_network::{
     fdtx::{FdTx, FdTxListener, MAX_FDS},
 };
 
-use crate::{peer, python3};
-
-/// A temporary directory, removed on drop.
-pub(crate) struct TempDir(pub(crate) PathBuf);
-
-impl TempDir {
-    pub(crate) fn new(tag: &str) -> TempDir {
-        let mut random = [0u8; 8];
-        getrandom_bytes(&mut random);
-        let dir = std::env::temp_dir().join(format!(
-            "ave-network-{tag}-{}-{}",
-            std::process::id(),
-            random.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ));
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn getrandom_bytes(out: &mut [u8]) {
-    let mut f = fs::File::open("/dev/urandom").unwrap();
-    f.read_exact(out).unwrap();
-}
+use crate::{TempDir, peer, python3};
 
 const T: Duration = Duration::from_secs(5);
 

@@ -17,7 +17,7 @@ use ave_network::{
 };
 use serde_json::json;
 
-use crate::{Probe, Server, T, diagnostic_service, fdtx::TempDir};
+use crate::{Probe, Server, T, TempDir, diagnostic_service};
 
 /// A diagnostic service that answers `which` with its name, and `hold(seconds)`, which
 /// reports on `started` when it begins and returns after `seconds`.

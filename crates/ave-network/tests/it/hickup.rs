@@ -14,31 +14,15 @@ use std::{
 
 use ave_network::{BlockingRemoteControl, Service};
 
-use crate::{Server, T, python3};
+use crate::{Server, T, TempDir, python3};
 
-struct Home(PathBuf);
-
-impl Home {
-    fn new(name: &str) -> Home {
-        let path = std::env::temp_dir().join(format!("ave-it-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap();
-        Home(path)
-    }
-
-    fn dumps(&self) -> Vec<PathBuf> {
-        let mut out: Vec<PathBuf> = fs::read_dir(self.0.join(".ave/hickup"))
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        out.sort();
-        out
-    }
-}
-
-impl Drop for Home {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// The hickup dumps written under a home, sorted.
+fn dumps(home: &TempDir) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = fs::read_dir(home.0.join(".ave/hickup"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    out.sort();
+    out
 }
 
 fn server(home: &Path, signals: bool) -> Server {
@@ -60,7 +44,7 @@ fn file_name(path: &Path) -> &str {
 
 #[test]
 fn a_dump_is_private_complete_and_holds_no_key() {
-    let home = Home::new("hickup-file");
+    let home = TempDir::new("hickup-file");
     let server = server(&home.0, false);
     let admin = BlockingRemoteControl::new(server.address(), Some("admin-secret"));
     admin.connect(T).unwrap();
@@ -88,10 +72,10 @@ fn a_dump_is_private_complete_and_holds_no_key() {
 
 #[test]
 fn dumps_in_the_same_second_do_not_overwrite_each_other() {
-    let home = Home::new("hickup-same-second");
+    let home = TempDir::new("hickup-same-second");
     let server = server(&home.0, false);
     let paths: Vec<PathBuf> = (0..5).map(|_| server.handle.hickup().unwrap()).collect();
-    assert_eq!(home.dumps().len(), 5);
+    assert_eq!(dumps(&home).len(), 5);
     let mut names: Vec<&str> = paths.iter().map(|p| file_name(p)).collect();
     names.sort_unstable();
     names.dedup();
@@ -126,7 +110,7 @@ fn sigusr1_pending(child: &Child) -> bool {
 
 #[test]
 fn sigusr1_is_forwarded_to_ave_children_only() {
-    let home = Home::new("hickup-forward");
+    let home = TempDir::new("hickup-forward");
     let server = server(&home.0, false);
     let mut ave = probe("ave-probe");
     let mut other = probe("-");
@@ -147,17 +131,17 @@ fn sigusr1_is_forwarded_to_ave_children_only() {
 
 #[test]
 fn sigusr1_to_the_process_writes_a_dump() {
-    let home = Home::new("hickup-signal");
+    let home = TempDir::new("hickup-signal");
     let server = server(&home.0, true);
     // The handlers are installed once the loop runs: a call proves it does.
     let client = BlockingRemoteControl::new(server.address(), Some("primary-secret"));
     client.connect(T).unwrap();
     nix::sys::signal::raise(nix::sys::signal::Signal::SIGUSR1).unwrap();
     let deadline = Instant::now() + Duration::from_secs(3);
-    while home.dumps().is_empty() && Instant::now() < deadline {
+    while dumps(&home).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let dumps = home.dumps();
+    let dumps = dumps(&home);
     assert_eq!(dumps.len(), 1, "{dumps:?}");
     let content = fs::read_to_string(&dumps[0]).unwrap();
     assert!(content.contains("established, identity: the primary key"), "{content}");
