@@ -106,21 +106,8 @@ fn the_scaled_down_scenario_passes() {
 
 #[test]
 fn a_reply_without_recognize_fails_the_verdict() {
-    let (output, report) = harness(
-        "recognize",
-        &[
-            "--clients",
-            "2",
-            "--limit",
-            "600",
-            "--payload",
-            "1000",
-            "--deadline",
-            "120",
-            "--inject-fault",
-            "strip-recognize",
-        ],
-    );
+    let (output, report) =
+        harness("recognize", &small_run("strip-recognize", &["--deadline", "120"]));
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     assert_eq!(report["pass"], false);
     let stripped: Vec<&Value> = clients(&report).iter().filter(|c| c["exit_code"] == 2).collect();
@@ -135,25 +122,19 @@ fn a_reply_without_recognize_fails_the_verdict() {
     assert_eq!(report["server"]["served"], 599);
 }
 
+/// The arguments of a small run (2 clients per kind, a limit of 600, 1,000-byte payloads)
+/// with one injected fault and any other arguments.
+fn small_run<'a>(fault: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--clients", "2", "--limit", "600", "--payload", "1000"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--inject-fault", fault]);
+    args
+}
+
 #[test]
 fn a_call_stalled_past_the_timeout_fails_the_verdict() {
-    let (output, report) = harness(
-        "stall",
-        &[
-            "--clients",
-            "2",
-            "--limit",
-            "600",
-            "--payload",
-            "1000",
-            "--timeout",
-            "2",
-            "--deadline",
-            "120",
-            "--inject-fault",
-            "stall",
-        ],
-    );
+    let (output, report) =
+        harness("stall", &small_run("stall", &["--timeout", "2", "--deadline", "120"]));
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     assert_eq!(report["pass"], false);
     let timed_out: Vec<&Value> = clients(&report).iter().filter(|c| c["exit_code"] == 1).collect();
@@ -165,21 +146,7 @@ fn a_call_stalled_past_the_timeout_fails_the_verdict() {
 
 #[test]
 fn a_descriptor_leak_fails_the_verdict() {
-    let (output, report) = harness(
-        "leak-fds",
-        &[
-            "--clients",
-            "2",
-            "--limit",
-            "600",
-            "--payload",
-            "1000",
-            "--deadline",
-            "120",
-            "--inject-fault",
-            "leak-fds",
-        ],
-    );
+    let (output, report) = harness("leak-fds", &small_run("leak-fds", &["--deadline", "120"]));
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     // One descriptor per served call, far beyond two per client plus 32.
     assert!(report["server"]["peak_fds"].as_u64().unwrap() > 599, "{report:#}");
@@ -199,20 +166,7 @@ fn a_descriptor_leak_fails_the_verdict() {
 fn a_memory_leak_fails_the_verdict() {
     let (output, report) = harness(
         "leak-memory",
-        &[
-            "--clients",
-            "2",
-            "--limit",
-            "600",
-            "--payload",
-            "1000",
-            "--deadline",
-            "120",
-            "--max-rss-mib",
-            "40",
-            "--inject-fault",
-            "leak-memory",
-        ],
+        &small_run("leak-memory", &["--deadline", "120", "--max-rss-mib", "40"]),
     );
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     // 100 KiB kept per served call: about 60 MiB over a bound of 40.
