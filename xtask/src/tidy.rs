@@ -24,6 +24,7 @@ use crate::Result;
 const LAYERS: &[(&str, u8)] = &[
     ("ave-exceptions", 0),
     ("ave-profile", 0),
+    ("ave-test-support", 0),
     ("ave-config", 1),
     ("ave-persona", 1),
     ("ave-cmd", 1),
