@@ -11,6 +11,7 @@
 mod call;
 mod config;
 mod demo;
+mod duration;
 mod run;
 mod serve;
 mod tripe;

@@ -19,12 +19,15 @@ use ave::cmd::{Argv, Error, ExitStatus, Options, run_async};
 use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::duration::{nonzero, parse_duration};
+
 /// Arguments of `ave run`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// End the command's whole session after this many seconds (exit 124). 0: no timeout.
-    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
-    timeout: Option<f64>,
+    /// End the command's whole session after this long (exit 124): seconds (`1.5`) or a
+    /// number with a unit (`500ms`, `2m`, `1h`). 0: no timeout.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    timeout: Option<Duration>,
     /// Working directory of the command.
     #[arg(long, value_name = "DIR")]
     cwd: Option<PathBuf>,
@@ -47,14 +50,6 @@ pub(crate) struct Args {
     cmd: Vec<String>,
 }
 
-fn parse_timeout(text: &str) -> Result<f64, String> {
-    let secs: f64 = text.parse().map_err(|_| format!("`{text}` is not a number of seconds"))?;
-    if !secs.is_finite() || secs < 0.0 || Duration::try_from_secs_f64(secs).is_err() {
-        return Err(format!("`{text}` is not a usable number of seconds"));
-    }
-    Ok(secs)
-}
-
 /// `ave run` failed itself (not the command).
 const EXIT_OWN_FAILURE: u8 = 125;
 const EXIT_CANNOT_EXECUTE: u8 = 126;
@@ -65,8 +60,8 @@ const EXIT_BROKEN_PIPE: u8 = 128 + 13;
 pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
     let argv = Argv::new(args.cmd);
     let mut options = Options::new().debug(args.debug);
-    if let Some(secs) = args.timeout {
-        options = options.timeout(Duration::from_secs_f64(secs));
+    if let Some(timeout) = args.timeout.and_then(nonzero) {
+        options = options.timeout(timeout);
     }
     if let Some(dir) = &args.cwd {
         options = options.cwd(dir);

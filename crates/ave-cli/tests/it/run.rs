@@ -213,3 +213,27 @@ fn output_streams_and_signals_end_the_session() {
         assert_eq!(live_in_session(&sid), Vec::<String>::new(), "SIG{signal}");
     }
 }
+
+/// `--timeout` takes the CLI's durations: seconds or a number with a unit; junk, negatives
+/// and NaN are usage errors (exit 2) that say why.
+#[test]
+fn timeout_takes_durations_with_units() {
+    let out = ave(&["run", "--timeout", "200ms", "sleep", "10"]);
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
+    for ok in ["0", "2m", "1h", "1.5"] {
+        let out = ave(&["run", "--timeout", ok, "true"]);
+        assert_eq!(out.status.code(), Some(0), "{ok}: {out:?}");
+    }
+    for (bad, reason) in [
+        ("-1", "cannot be negative"),
+        ("nan", "is not a duration"),
+        ("inf", "is not a duration"),
+        ("10x", "unknown unit `x`"),
+        ("99999999999999999999h", "too long a duration"),
+    ] {
+        let out = ave(&["run", "--timeout", bad, "true"]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {out:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains(reason) && stderr.contains("--timeout"), "{bad}: {stderr}");
+    }
+}
