@@ -1,11 +1,11 @@
 //! `ave run`: run a command on a fresh pty.
 //!
-//! Exit codes: the command's own; 128+N if signal N killed it; 124 if it timed out (once
-//! its whole session is gone); 127 if it cannot be found; 126 if it cannot be executed;
-//! 125 if `ave run` itself failed (working directory, output file, pty allocation); and
-//! 128+N if `ave run` got signal N (SIGINT, SIGTERM, SIGHUP), which ends the command's
-//! session first. A closed stdout ends the command and exits 141 (SIGPIPE's 128+13), as
-//! the command itself would have.
+//! Exit codes (also in `ave run --help`): the command's own; 128+N if signal N killed it;
+//! 124 if it timed out (once its whole session is gone); 127 if it cannot be found; 126 if
+//! it cannot be executed; 125 if `ave run` itself failed (working directory, output file,
+//! pty allocation); 2 on a usage error; and 128+N if `ave run` got a terminating signal N,
+//! which ends the command's session first (see [`TERMINATING_SIGNALS`]). A closed stdout
+//! ends the command and exits 141 (SIGPIPE's 128+13), as the command itself would have.
 
 use std::{
     fs::File,
@@ -22,11 +22,16 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::duration::{nonzero, parse_duration};
 
 /// Arguments of `ave run`.
+///
+/// Options come before the command: the first word that is not an option (or whatever
+/// follows `--`) is the command, and every word after it is the command's. A misspelt
+/// option before the command is therefore a usage error, not a program to run.
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_CODES_HELP)]
 pub(crate) struct Args {
     /// End the command's whole session after this long (exit 124): seconds (`1.5`) or a
     /// number with a unit (`500ms`, `2m`, `1h`). 0: no timeout.
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, allow_hyphen_values = true)]
     timeout: Option<Duration>,
     /// Working directory of the command.
     #[arg(long, value_name = "DIR")]
@@ -37,18 +42,28 @@ pub(crate) struct Args {
     /// Trace the runner's poll events and reads on stderr.
     #[arg(long)]
     debug: bool,
-    /// Print one JSON object at the end instead of streaming the output.
+    /// Print one JSON object at the end instead of streaming the output. The whole output
+    /// is held in memory until then: for large outputs, stream it (with `--output FILE`).
     #[arg(long)]
     json: bool,
-    /// The command and its arguments (no shell).
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
+    /// The command and its arguments (no shell). Put `--` before a command that starts
+    /// with `-`.
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     cmd: Vec<String>,
 }
+
+/// The exit codes, for `--help`.
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  N        the command exited with code N
+  128+N    the command was killed by signal N, or `ave run` got the terminating signal N
+           (its command's whole session is ended first)
+  124      the timeout expired (reported once the command's whole session is gone)
+  125      `ave run` itself failed (working directory, output file, pty)
+  126      the command cannot be executed
+  127      the command cannot be found
+  141      stdout was closed (128 + SIGPIPE); the command's session is ended
+  2        usage error";
 
 /// `ave run` failed itself (not the command).
 const EXIT_OWN_FAILURE: u8 = 125;
@@ -89,15 +104,12 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let started = Instant::now();
     let outcome = runtime.block_on(async {
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut hangup = signal(SignalKind::hangup())?;
+        // Listen before the command starts, so no signal finds the default action.
+        let mut signals = listen(&terminating_signals())?;
         // Dropping the run on a signal kills the command's whole session.
         anyhow::Ok(tokio::select! {
             result = run_async(argv.clone(), &options) => Outcome::Ran(result),
-            _ = interrupt.recv() => Outcome::Signal(libc_signal::SIGINT),
-            _ = terminate.recv() => Outcome::Signal(libc_signal::SIGTERM),
-            _ = hangup.recv() => Outcome::Signal(libc_signal::SIGHUP),
+            Some(signal) = signals.recv() => Outcome::Signal(signal),
         })
     })?;
     let duration = started.elapsed();
@@ -115,11 +127,59 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
     }))
 }
 
-/// Signal numbers, without a dependency for three constants.
-mod libc_signal {
-    pub(super) const SIGHUP: u8 = 1;
-    pub(super) const SIGINT: u8 = 2;
-    pub(super) const SIGTERM: u8 = 15;
+/// The signals after which `ave run` ends the command's whole session and exits 128+N:
+/// every signal whose default action ends a process and that comes from outside:
+/// `SIGHUP`, `SIGINT`, `SIGQUIT`, `SIGUSR1`, `SIGUSR2`, `SIGPIPE`, `SIGALRM`, `SIGTERM`,
+/// `SIGSTKFLT`, `SIGXCPU`, `SIGXFSZ`, `SIGVTALRM`, `SIGPROF`, `SIGIO`, `SIGPWR` and the
+/// real-time signals.
+///
+/// Left out: `SIGKILL` and `SIGSTOP` cannot be caught; `SIGSEGV`, `SIGBUS`, `SIGILL`,
+/// `SIGFPE`, `SIGTRAP`, `SIGSYS` and `SIGABRT` report a fault of `ave run` itself, where
+/// running more code is not safe. When one of those ends `ave run`, the command's session
+/// still gets the kernel's `SIGHUP` as its terminal hangs up.
+fn terminating_signals() -> Vec<i32> {
+    use nix::libc;
+    let mut signals = vec![
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGPIPE,
+        libc::SIGALRM,
+        libc::SIGTERM,
+        libc::SIGSTKFLT,
+        libc::SIGXCPU,
+        libc::SIGXFSZ,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGIO,
+        libc::SIGPWR,
+    ];
+    signals.extend(libc::SIGRTMIN()..=libc::SIGRTMAX());
+    signals
+}
+
+/// Handles `signals` from now on; the receiver yields each one's number as it arrives.
+///
+/// # Errors
+///
+/// A handler could not be installed.
+fn listen(signals: &[i32]) -> io::Result<tokio::sync::mpsc::UnboundedReceiver<u8>> {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    for &number in signals {
+        let mut stream = signal(SignalKind::from_raw(number))?;
+        let sender = sender.clone();
+        let number = u8::try_from(number).map_err(io::Error::other)?;
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                if sender.send(number).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    Ok(receiver)
 }
 
 enum Outcome {

@@ -237,3 +237,80 @@ fn timeout_takes_durations_with_units() {
         assert!(stderr.contains(reason) && stderr.contains("--timeout"), "{bad}: {stderr}");
     }
 }
+
+/// Options are options until `--` or the command: a misspelt option before the command is
+/// a usage error with clap's suggestion, not a program that cannot be found.
+#[test]
+fn an_unknown_option_before_the_command_is_a_usage_error() {
+    let out = ave(&["run", "--timout", "3", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("--timout") && stderr.contains("--timeout"), "{stderr}");
+    assert!(!stderr.contains("cannot execute"), "{stderr}");
+
+    // After `--`, a hyphenated word is the command.
+    let out = ave(&["run", "--", "--timout"]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    // After the command, options are the command's.
+    let out = ave(&["run", "--timeout", "5s", "echo", "--timout", "-x"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, b"--timout -x\r\n");
+}
+
+/// The exit codes are in `ave run --help`.
+#[test]
+fn help_lists_the_exit_codes() {
+    let out = ave(&["run", "--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for code in ["124", "125", "126", "127", "128+N", "141"] {
+        assert!(text.contains(code), "`ave run --help` lacks {code}:\n{text}");
+    }
+    assert!(text.contains("held in memory"), "--json says it holds the output:\n{text}");
+}
+
+/// Every catchable signal that would end `ave run` ends the command's whole session first,
+/// including a process that ignores SIGHUP, and `ave run` exits 128+N.
+#[test]
+fn terminating_signals_end_the_whole_session() {
+    let signals = [
+        ("HUP", 1),
+        ("INT", 2),
+        ("QUIT", 3),
+        ("USR1", 10),
+        ("USR2", 12),
+        ("PIPE", 13),
+        ("ALRM", 14),
+        ("TERM", 15),
+        ("XCPU", 24),
+        ("XFSZ", 25),
+        ("VTALRM", 26),
+        ("PROF", 27),
+        ("IO", 29),
+        ("PWR", 30),
+        // The first and last real-time signals (procps `kill` takes them by number).
+        ("34", 34),
+        ("64", 64),
+    ];
+    for (signal, number) in signals {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ave"))
+            .args(["run", "--", "sh", "-c", "trap '' HUP; sleep 1000 & echo $$; exec sleep 1000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        let sid = line.trim().to_owned();
+        assert_eq!(live_in_session(&sid).len(), 2, "SIG{signal}: the command runs");
+        let kill = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(128 + number), "SIG{signal}: {status:?}");
+        assert_eq!(live_in_session(&sid), Vec::<String>::new(), "SIG{signal}");
+    }
+}
