@@ -1,19 +1,31 @@
-//! Sequential RPC round trip: `RemoteControl` calling `sync_ping` on a `Control`, against a
-//! bare length-prefixed echo over tokio (the floor of any framed protocol), side by side in
-//! one run. Each server runs on a thread of its own (a current-thread runtime) and the
-//! client on the main thread, so both paths cost the same thread hops. Prints one BENCH
-//! line; bounded to a few seconds.
+//! Sequential RPC round trip, side by side in one run:
+//!
+//! - `RemoteControl` calling `sync_ping` on a `Control`, against a bare length-prefixed
+//!   echo over tokio (the floor of any framed protocol);
+//! - the same request frame sent by one plain client to the `Control` and to the JSON
+//!   floor (a tokio server that parses each request with serde_json into a `Value` and
+//!   serializes a reply, `support/floors.rs`): the cost of the server side only.
+//!
+//! Each server runs on a thread of its own (a current-thread runtime) and the client on
+//! the main thread, so every path costs the same thread hops; the paths take turns, round
+//! after round, so a noisy stretch of the machine hits them all. Prints two BENCH lines;
+//! bounded to a few seconds.
 
 // A benchmark prints its results.
 #![allow(clippy::print_stdout)]
 
 use std::time::{Duration, Instant};
 
-use ave_network::{Control, RemoteControl, diagnostic};
+use ave_network::{Address, Connection, Control, RemoteControl, diagnostic};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
+
+use crate::floors::Floor;
+
+#[path = "support/floors.rs"]
+mod floors;
 
 const ROUNDS: usize = 7;
 const CALLS: usize = 4000;
@@ -43,21 +55,6 @@ fn framed(payload: &[u8]) -> Vec<u8> {
     let mut out = (payload.len() as u32).to_be_bytes().to_vec();
     out.extend_from_slice(payload);
     out
-}
-
-async fn echo_server(listener: TcpListener) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else { return };
-        stream.set_nodelay(true).unwrap();
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            while let Ok(frame) = read_frame(&mut stream, &mut buf).await {
-                if stream.write_all(&framed(&frame)).await.is_err() {
-                    return;
-                }
-            }
-        });
-    }
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -102,13 +99,9 @@ fn main() {
         let stopped = control.run().await;
         done_tx.send(stopped.is_ok()).unwrap();
     });
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    std_listener.set_nonblocking(true).unwrap();
-    let echo_addr = std_listener.local_addr().unwrap();
-    // The echo server runs until the process ends.
-    drop(serve_on_own_thread(async move {
-        echo_server(TcpListener::from_std(std_listener).unwrap()).await;
-    }));
+    // The floors run until the process ends.
+    let echo_addr = spawn_floor(Floor::Echo);
+    let floor_addr = spawn_floor(Floor::Json);
 
     pin_to_cpu(0);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -118,38 +111,76 @@ fn main() {
         let mut echo = TcpStream::connect(echo_addr).await.unwrap();
         echo.set_nodelay(true).unwrap();
         // The echo carries the bytes of the same request our client sends.
-        let request = ave_network::Call::new("sync_ping").request(&serde_json::Value::Null);
-        let request = framed(&ave_network::json::to_vec(&request).unwrap());
+        let call = ave_network::Call::new("sync_ping").request(&serde_json::Value::Null);
+        let payload = ave_network::json::to_vec(&call).unwrap();
+        let request = framed(&payload);
         let mut echo_buf = Vec::new();
+        // The plain client: the request frame out, the reply frame in, nothing else.
+        let mut plain_ours =
+            RemoteControl::new(("127.0.0.1", port), None).into_connection().await.unwrap();
+        let floor_address = Address::new("127.0.0.1", floor_addr.port());
+        let mut plain_floor = Connection::connect(&floor_address, None, false).await.unwrap();
 
-        let mut ours = Vec::new();
-        let mut peer = Vec::new();
+        let (mut ours, mut peer, mut plain, mut floor) = (vec![], vec![], vec![], vec![]);
         for round in 0..=ROUNDS {
             let started = Instant::now();
             for _ in 0..CALLS {
                 let reply = client.call("sync_ping", ()).await.unwrap();
                 assert_eq!(reply, "pong");
             }
-            let ours_us = started.elapsed().as_secs_f64() * 1e6 / CALLS as f64;
+            let ours_us = per_call_us(started);
             let started = Instant::now();
             for _ in 0..CALLS {
                 echo.write_all(&request).await.unwrap();
                 let frame = read_frame(&mut echo, &mut echo_buf).await.unwrap();
                 assert_eq!(frame.len(), request.len() - 4);
             }
-            let peer_us = started.elapsed().as_secs_f64() * 1e6 / CALLS as f64;
-            // Round 0 warms up both paths.
+            let peer_us = per_call_us(started);
+            let started = Instant::now();
+            for _ in 0..CALLS {
+                plain_ours.write_frame(&payload).await.unwrap();
+                assert_eq!(plain_ours.read_frame().await.unwrap(), br#"{"result": "pong"}"#);
+            }
+            let plain_us = per_call_us(started);
+            let started = Instant::now();
+            for _ in 0..CALLS {
+                plain_floor.write_frame(&payload).await.unwrap();
+                assert_eq!(plain_floor.read_frame().await.unwrap(), br#"{"result":"pong"}"#);
+            }
+            let floor_us = per_call_us(started);
+            // Round 0 warms up every path.
             if round > 0 {
                 ours.push(ours_us);
                 peer.push(peer_us);
+                plain.push(plain_us);
+                floor.push(floor_us);
             }
         }
         let (ours, peer) = (median(ours), median(peer));
+        let (plain, floor) = (median(plain), median(floor));
         println!(
             "BENCH name=rpc_round_trip|ours={ours:.1}|peer=tokio length-prefixed echo|peer_value={peer:.1}|unit=us|better=lower|target=1.3"
+        );
+        println!(
+            "BENCH name=rpc_round_trip_json_floor|ours={plain:.1}|peer=tokio server parsing each request into a serde_json Value (same plain client)|peer_value={floor:.1}|unit=us|better=lower|target=1.1"
         );
     });
     handle.stop();
     assert!(done_rx.recv_timeout(Duration::from_secs(5)).unwrap());
     server.join().unwrap();
+}
+
+/// Starts a floor server on a thread of its own; it runs until the process ends.
+fn spawn_floor(floor: Floor) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(serve_on_own_thread(async move {
+        floors::serve(TcpListener::from_std(listener).unwrap(), floor).await;
+    }));
+    addr
+}
+
+fn per_call_us(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1e6 / CALLS as f64
 }

@@ -1,13 +1,31 @@
-//! Throughput with 64 concurrent connections, each making one call after another: our
-//! `Control` against the Python 3 peer server (a single-threaded poll loop written like the
-//! original's, `tests/it/peers/server.py`), driven by the same Rust clients in one run.
-//! Prints one BENCH line; bounded to about ten seconds.
+//! Throughput with 64 concurrent connections, each making one call after another, driven
+//! by the same Rust clients in one run:
+//!
+//! - our `Control` against the JSON floor (a tokio server that parses each request with
+//!   serde_json into a `Value` and serializes a reply, `support/floors.rs`) and the bare
+//!   length-prefixed echo, each on a multi-threaded runtime as `ave serve` runs; the three
+//!   take turns, round after round, so a noisy stretch of the machine hits them all;
+//! - our `Control` against the Python 3 peer server (a single-threaded poll loop written
+//!   like the original's, `tests/it/peers/server.py`).
+//!
+//! Prints four BENCH lines; bounded to about 25 seconds.
+//!
+//! For profiling, the same binary serves one of the servers alone or drives one:
+//!
+//! ```text
+//! throughput serve ours|json-floor|echo        # prints its port, serves until stdin closes
+//! throughput drive ours|json-floor|echo PORT CALLS   # 64 connections, CALLS calls in all
+//! ```
+//!
+//! so that a profiler wrapping the server sees the server only (instructions per request:
+//! the difference between two drives of different lengths, divided by the difference in
+//! calls).
 
 // A benchmark prints its results.
 #![allow(clippy::print_stdout)]
 
 use std::{
-    io::BufRead,
+    io::{BufRead, Read},
     process::{Command, Stdio},
     sync::{
         Arc,
@@ -18,71 +36,215 @@ use std::{
 
 use ave_network::{Address, Connection, Control, RemoteControl, diagnostic, json};
 
+use crate::floors::Floor;
+
+#[path = "support/floors.rs"]
+mod floors;
+
 const CONNECTIONS: usize = 64;
 const WARMUP: Duration = Duration::from_millis(500);
 const MEASURE: Duration = Duration::from_secs(3);
+/// Turns of our server and the floors: one to warm up, then the measured ones.
+const ROUNDS: usize = 5;
+const ROUND: Duration = Duration::from_millis(800);
 
-/// Calls per second that 64 clients get out of the server at `address`.
-fn measure(address: Address) -> f64 {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async move {
-        let request = ave_network::Call::new("sync_ping").request(&serde_json::Value::Null);
-        let request = Arc::new(json::to_vec(&request).unwrap());
-        let mut conns: Vec<Connection> = Vec::new();
-        for _ in 0..CONNECTIONS {
+/// The servers measured side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Server {
+    Ours,
+    Floor(Floor),
+}
+
+impl Server {
+    fn parse(name: &str) -> Server {
+        match name {
+            "ours" => Server::Ours,
+            "json-floor" => Server::Floor(Floor::Json),
+            "echo" => Server::Floor(Floor::Echo),
+            other => panic!("unknown server {other:?} (ours, json-floor or echo)"),
+        }
+    }
+
+    /// The reply each server gives to the request `sync_ping` frame.
+    fn reply(self, request: &[u8]) -> Vec<u8> {
+        match self {
+            Server::Ours => br#"{"result": "pong"}"#.to_vec(),
+            Server::Floor(Floor::Json) => br#"{"result":"pong"}"#.to_vec(),
+            Server::Floor(Floor::Echo) => request.to_vec(),
+        }
+    }
+}
+
+/// The request every client sends.
+fn request() -> Vec<u8> {
+    json::to_vec(&ave_network::Call::new("sync_ping").request(&serde_json::Value::Null)).unwrap()
+}
+
+/// 64 connections to a server: through the handshake for ours (and the Python peer),
+/// plain connects for the floors.
+async fn connect(address: &Address, handshake: bool) -> Vec<Connection> {
+    let mut conns = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let conn = if handshake {
             let remote = RemoteControl::new(address.clone(), None)
                 .with_timeout(Some(Duration::from_secs(10)));
             assert_eq!(remote.call("sync_ping", ()).await.unwrap(), "pong");
-            conns.push(remote.into_connection().await.unwrap());
-        }
-        let counting = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let calls = Arc::new(AtomicU64::new(0));
-        let mut tasks = Vec::new();
-        for mut conn in conns {
-            let (request, counting, stop, calls) =
-                (request.clone(), counting.clone(), stop.clone(), calls.clone());
-            tasks.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    conn.write_frame(&request).await.unwrap();
-                    let reply = conn.read_frame().await.unwrap();
-                    debug_assert_eq!(reply, br#"{"result": "pong"}"#);
-                    if counting.load(Ordering::Relaxed) {
-                        calls.fetch_add(1, Ordering::Relaxed);
-                    }
+            remote.into_connection().await.unwrap()
+        } else {
+            Connection::connect(address, Some(Duration::from_secs(10)), false).await.unwrap()
+        };
+        conns.push(conn);
+    }
+    conns
+}
+
+/// Every connection calls one call after another until `stop`; returns the connections
+/// and the calls made once `counting` was set.
+async fn hammer(
+    conns: Vec<Connection>,
+    reply: &[u8],
+    counting: &Arc<AtomicBool>,
+    stop: &Arc<AtomicBool>,
+    limit: Option<u64>,
+) -> (Vec<Connection>, u64) {
+    let request = Arc::new(request());
+    let reply = Arc::new(reply.to_vec());
+    let calls = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for mut conn in conns {
+        let (request, reply, counting, stop, calls) =
+            (request.clone(), reply.clone(), counting.clone(), stop.clone(), calls.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if limit.is_some_and(|l| calls.fetch_add(1, Ordering::Relaxed) >= l) {
+                    break;
                 }
-            }));
-        }
-        tokio::time::sleep(WARMUP).await;
+                conn.write_frame(&request).await.unwrap();
+                assert_eq!(conn.read_frame().await.unwrap(), *reply);
+                if limit.is_none() && counting.load(Ordering::Relaxed) {
+                    calls.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            conn
+        }));
+    }
+    let mut conns = Vec::new();
+    for task in tasks {
+        conns.push(task.await.unwrap());
+    }
+    let done = calls.load(Ordering::Relaxed);
+    (conns, limit.map_or(done, |l| done.min(l)))
+}
+
+/// Calls per second 64 clients get out of `conns` in `duration`, after `warmup`.
+async fn rate(
+    conns: Vec<Connection>,
+    reply: &[u8],
+    warmup: Duration,
+    duration: Duration,
+) -> (Vec<Connection>, f64) {
+    let counting = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let run = hammer(conns, reply, &counting, &stop, None);
+    let timer = async {
+        tokio::time::sleep(warmup).await;
         counting.store(true, Ordering::Relaxed);
         let started = Instant::now();
-        tokio::time::sleep(MEASURE).await;
-        let done = calls.load(Ordering::Relaxed);
-        let elapsed = started.elapsed();
+        tokio::time::sleep(duration).await;
         stop.store(true, Ordering::Relaxed);
-        for task in tasks {
-            task.await.unwrap();
+        started
+    };
+    let ((conns, calls), started) = tokio::join!(run, timer);
+    // The calls that finish after `stop` count too, over the time they took.
+    (conns, calls as f64 / started.elapsed().as_secs_f64())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Starts a server on a multi-threaded runtime of its own, as `ave serve` runs; ours stops
+/// with the returned handle, the floors run until the process ends.
+fn start(server: Server) -> (Address, Option<ave_network::ControlHandle>) {
+    match server {
+        Server::Ours => {
+            let control =
+                Control::builder(diagnostic::service(diagnostic::Options::new())).build().unwrap();
+            let port = control.port();
+            let handle = control.handle();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+                rt.block_on(control.run()).unwrap()
+            });
+            (Address::new("127.0.0.1", port), Some(handle))
         }
-        done as f64 / elapsed.as_secs_f64()
-    })
+        Server::Floor(floor) => {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let port = listener.local_addr().unwrap().port();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+                rt.block_on(async move {
+                    floors::serve(tokio::net::TcpListener::from_std(listener).unwrap(), floor).await
+                });
+            });
+            (Address::new("127.0.0.1", port), None)
+        }
+    }
+}
+
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
 fn main() {
-    // Ours: the server on its own runtime, as `ave serve` runs it.
-    let control =
-        Control::builder(diagnostic::service(diagnostic::Options::new())).build().unwrap();
-    let port = control.port();
-    let handle = control.handle();
-    let server = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-        rt.block_on(control.run()).unwrap()
-    });
-    let ours = measure(Address::new("127.0.0.1", port));
-    handle.stop();
-    server.join().unwrap();
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["serve", server] => return serve_alone(Server::parse(server)),
+        ["drive", server, port, calls] => {
+            return drive(Server::parse(server), port.parse().unwrap(), calls.parse().unwrap());
+        }
+        _ => {}
+    }
 
-    // The peer: the Python server, in its own process, twice. As the original, it writes
-    // a frame's header and payload with two sends and leaves Nagle's algorithm on, so the
+    let servers = [Server::Ours, Server::Floor(Floor::Json), Server::Floor(Floor::Echo)];
+    let started: Vec<_> = servers.iter().map(|s| start(*s)).collect();
+    let request = request();
+    let rt = client_runtime();
+    let rates = rt.block_on(async {
+        let mut conns = Vec::new();
+        for (server, (address, _)) in servers.iter().zip(&started) {
+            conns.push(connect(address, *server == Server::Ours).await);
+        }
+        let mut rates = vec![Vec::new(); servers.len()];
+        for round in 0..=ROUNDS {
+            for (i, server) in servers.iter().enumerate() {
+                let (back, calls) = rate(
+                    std::mem::take(&mut conns[i]),
+                    &server.reply(&request),
+                    Duration::ZERO,
+                    ROUND,
+                )
+                .await;
+                conns[i] = back;
+                // Round 0 warms up every server.
+                if round > 0 {
+                    rates[i].push(calls);
+                }
+            }
+        }
+        rates.into_iter().map(median).collect::<Vec<f64>>()
+    });
+    let (ours, floor, echo) = (rates[0], rates[1], rates[2]);
+    for (_, handle) in started {
+        if let Some(handle) = handle {
+            handle.stop();
+        }
+    }
+
+    // The Python peer server, in its own process, twice. As the original, it writes a
+    // frame's header and payload with two sends and leaves Nagle's algorithm on, so the
     // payload can wait for the delayed ACK of the header; with `--nodelay` it does not,
     // which is the more demanding baseline.
     let as_original = python_peer(&[]);
@@ -93,6 +255,12 @@ fn main() {
     );
     println!(
         "BENCH name=throughput_64_connections_nodelay_peer|ours={ours:.0}|peer=python3 poll-loop server with TCP_NODELAY (stricter than the original; no target)|peer_value={nodelay:.0}|unit=calls/s|better=higher"
+    );
+    println!(
+        "BENCH name=throughput_64_connections_json_floor|ours={ours:.0}|peer=tokio server parsing each request into a serde_json Value|peer_value={floor:.0}|unit=calls/s|better=higher|target=0.9"
+    );
+    println!(
+        "BENCH name=throughput_64_connections_echo|ours={ours:.0}|peer=tokio length-prefixed echo (no JSON; no target)|peer_value={echo:.0}|unit=calls/s|better=higher"
     );
 }
 
@@ -108,8 +276,36 @@ fn python_peer(args: &[&str]) -> f64 {
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let port: u16 = line.trim().parse().expect("the peer prints its port");
-    let calls = measure(Address::new("127.0.0.1", port));
+    let address = Address::new("127.0.0.1", port);
+    let reply = Server::Ours.reply(&[]);
+    let calls = client_runtime().block_on(async {
+        let conns = connect(&address, true).await;
+        rate(conns, &reply, WARMUP, MEASURE).await.1
+    });
     let _ = child.kill();
     let _ = child.wait();
     calls
+}
+
+/// Serves one server alone: prints its port, serves until stdin closes.
+fn serve_alone(server: Server) {
+    let (address, handle) = start(server);
+    println!("{}", address.port);
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    if let Some(handle) = handle {
+        handle.stop();
+    }
+}
+
+/// Makes `calls` calls in all over 64 connections to a server started by `serve_alone`.
+fn drive(server: Server, port: u16, calls: u64) {
+    let address = Address::new("127.0.0.1", port);
+    let request = request();
+    let started = Instant::now();
+    client_runtime().block_on(async {
+        let conns = connect(&address, server == Server::Ours).await;
+        let (counting, stop) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicBool::new(false)));
+        hammer(conns, &server.reply(&request), &counting, &stop, Some(calls)).await;
+    });
+    println!("{calls} calls in {:.2} s", started.elapsed().as_secs_f64());
 }
