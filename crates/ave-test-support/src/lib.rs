@@ -9,3 +9,5 @@
 //! // The crate is a collection of modules; each documents its own use.
 //! let _ = env!("CARGO_PKG_NAME");
 //! ```
+
+pub mod tripe_sim;

@@ -11,14 +11,10 @@
 // A benchmark prints its results.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "../tests/sim/mod.rs"]
-mod sim;
-
 use std::{process::Command, time::Instant};
 
+use ave_test_support::tripe_sim::Sim;
 use ave_tripe::{Client, PingOptions, PingResult};
-
-use crate::sim::Sim;
 
 const COMMANDS: usize = 3000;
 const JOBS: usize = 100;

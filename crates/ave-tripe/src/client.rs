@@ -29,7 +29,8 @@ use crate::{
     event::Event,
     lines::LineReader,
     message::{ServerMessage, ServiceMessage},
-    words::{check_line, format_command, split_words},
+    format::{check_line, format_command},
+    words::split_words,
 };
 
 /// The default bound on the length of a line from the server: 1 MiB.

@@ -62,6 +62,7 @@ mod client;
 mod commands;
 mod error;
 mod event;
+mod format;
 mod jobargs;
 mod lines;
 mod message;
@@ -87,5 +88,6 @@ pub use crate::{
         HandlerFuture, Job, JobError, QuitHandle, Service, ServiceProvider, StopReason,
         run_services,
     },
-    words::{MAX_COMMAND_LEN, format_command, join_words, next_word, quotify, split_words},
+    format::{MAX_COMMAND_LEN, format_command},
+    words::{join_words, next_word, quotify, split_words},
 };

@@ -1,9 +1,6 @@
-//! `ave tripe` against the simulated TrIPE server of ave-tripe's tests: INFO lines
+//! `ave tripe` against the simulated TrIPE server (`ave_test_support::tripe_sim`): INFO lines
 //! re-quoted on stdout, exit 0 on OK, 1 with the FAIL tokens on stderr, 2 for a command
 //! that cannot be sent, 3 for an unreachable socket, and `--watch`.
-
-#[path = "../../../ave-tripe/tests/sim/mod.rs"]
-mod sim;
 
 use std::{
     io::{BufRead, BufReader},
@@ -12,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use self::sim::{Sim, WATCH_NOTE, WATCH_TRACE, WATCH_WARN};
+use ave_test_support::tripe_sim::{Sim, WATCH_NOTE, WATCH_TRACE, WATCH_WARN};
 
 const LIMIT: Duration = Duration::from_secs(10);
 

@@ -2,9 +2,6 @@
 //! simulated TrIPE server on a real Unix socket, and against independent Python 3 peers
 //! (`peer.py`, stdlib only).
 
-#[path = "../sim/mod.rs"]
-mod sim;
-
 mod background;
 mod commands;
 mod connection;
@@ -20,6 +17,7 @@ use std::{
     time::Duration,
 };
 
+use ave_test_support::tripe_sim as sim;
 use ave_tripe::Client;
 
 use crate::sim::Sim;

@@ -1,4 +1,4 @@
-//! A simulator of the TrIPE server's admin socket, for tests, built from
+//! A simulator of the TrIPE server's admin socket, for tests and benches, built from
 //! spec/tripe-admin.md (the real server is not available on these machines; section 9).
 //!
 //! It listens on a real Unix socket in a fresh temporary directory and runs on its own
@@ -27,7 +27,7 @@
 //! connections, and test-only scripted commands that send hostile lines
 //! ([`Sim::script`]). Every wait is bounded ([`Sim::wait_until`]).
 
-#![allow(dead_code, unreachable_pub, clippy::print_stderr)]
+#![allow(clippy::print_stderr)]
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -114,7 +114,6 @@ struct BgJob {
 
 #[derive(Clone)]
 struct Peer {
-    name: String,
     addr: Vec<String>,
     ifname: String,
     tunnel: String,
@@ -359,6 +358,12 @@ impl Sim {
     }
 }
 
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim").field("socket", &self.socket).finish_non_exhaustive()
+    }
+}
+
 impl Drop for Sim {
     fn drop(&mut self) {
         self.shared.stop.notify_one();
@@ -406,7 +411,6 @@ impl State {
         let ifname = format!("tun{}", self.next_ifindex);
         self.next_ifindex += 1;
         Peer {
-            name: name.to_owned(),
             addr,
             ifname,
             tunnel: "linux".into(),
