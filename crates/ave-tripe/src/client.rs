@@ -27,9 +27,9 @@ use tokio::{
 use crate::{
     error::{Disconnect, Error, Failure},
     event::Event,
+    format::{check_line, format_command},
     lines::LineReader,
     message::{ServerMessage, ServiceMessage},
-    format::{check_line, format_command},
     words::split_words,
 };
 

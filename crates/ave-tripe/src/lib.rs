@@ -81,6 +81,7 @@ pub use crate::{
     },
     error::{Disconnect, Error, FailKind, Failure},
     event::{Event, Note, WarnCategory, Warning},
+    format::{MAX_COMMAND_LEN, format_command},
     jobargs::{OptionParser, timespec},
     message::{ServerMessage, ServiceMessage},
     path::{DEFAULT_DIR, DEFAULT_SOCKET, SOCKET_NAME, resolve_socket, resolve_socket_with},
@@ -88,6 +89,5 @@ pub use crate::{
         HandlerFuture, Job, JobError, QuitHandle, Service, ServiceProvider, StopReason,
         run_services,
     },
-    format::{MAX_COMMAND_LEN, format_command},
     words::{join_words, next_word, quotify, split_words},
 };
