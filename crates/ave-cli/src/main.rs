@@ -8,17 +8,19 @@
 // A command line prints to its terminal.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod address;
 mod call;
 mod config;
 mod demo;
 mod duration;
 mod run;
+mod secrets;
 mod serve;
 mod tripe;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 /// AVE: the common subsystems of the lab automation suite, from the command line.
 #[derive(Debug, Parser)]
@@ -50,9 +52,27 @@ enum Command {
     Demo(demo::Args),
 }
 
+impl Command {
+    /// The subcommand's name, which starts each of its messages: `ave <name>: `.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Run(_) => "run",
+            Command::Serve(_) => "serve",
+            Command::Call(_) => "call",
+            Command::Config(_) => "config",
+            Command::Tripe(_) => "tripe",
+            Command::Demo(_) => "demo",
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return parse_error(&e),
+    };
     init_tracing(cli.verbose);
+    let name = cli.command.name();
     let result = match cli.command {
         Command::Run(args) => run::main(args),
         Command::Serve(args) => serve::main(args),
@@ -64,10 +84,36 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("ave: {error:#}");
+            eprintln!("ave {name}: error: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints clap's help, version or usage error; a usage error's first line starts with
+/// `ave <command>: ` like every other message. Exit 0 for help and version, 2 otherwise.
+fn parse_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+        _ => {}
+    }
+    let text = e.render().to_string();
+    let cli = Cli::command();
+    let command = std::env::args().skip(1).find(|a| cli.find_subcommand(a).is_some());
+    let prefix = match command {
+        Some(command) => format!("ave {command}: "),
+        None => "ave: ".to_owned(),
+    };
+    eprint!("{prefix}{text}");
+    ExitCode::from(2)
 }
 
 /// An error and its causes as one line, `outer: inner: innermost`, for messages that are
@@ -98,8 +144,6 @@ fn init_tracing(verbose: u8) {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
     use super::*;
 
     #[test]

@@ -15,7 +15,6 @@
 //! descriptors, before it says it is ready, as a successor that crashes mid-handover.
 
 use std::{
-    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     process::ExitCode,
     time::Duration,
@@ -27,6 +26,8 @@ use ave::network::{
     handover::{self, HandoverOptions, HandoverSocket},
     handshake::DigestPolicy,
 };
+
+use crate::{address, duration, secrets};
 
 /// The server's name, which also names its handover socket.
 const NAME: &str = "ave-serve";
@@ -40,22 +41,31 @@ const TEST_ABORT: &str = "AVE_TEST_HANDOVER_ABORT";
 /// Arguments of `ave serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Address to listen on.
+    /// Address or host name to listen on (`localhost`, `0.0.0.0`, `::1`).
     #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
-    bind: IpAddr,
+    bind: String,
     /// Port to listen on; 0 picks a free one.
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, default_value = "0", value_name = "N", value_parser = address::parse_port)]
     port: u16,
     /// Write the port number to this file once connections are accepted.
     #[arg(long, value_name = "PATH")]
     port_file: Option<PathBuf>,
-    /// The primary authentication key.
-    #[arg(long, value_name = "KEY")]
+    /// The primary authentication key (other users see it in `ps`: prefer
+    /// --authkey-file or AVE_AUTHKEY, which is read when no key flag is given).
+    #[arg(long, value_name = "KEY", conflicts_with = "authkey_file")]
     authkey: Option<String>,
+    /// Read the primary key from this file (its first line); the file must not be
+    /// readable by group or others.
+    #[arg(long, value_name = "PATH")]
+    authkey_file: Option<PathBuf>,
     /// An alternate key for an account, such as `admin=secret` (repeatable); `admin=`
     /// declares the account without a key, which opens its `preauth` methods to everyone.
     #[arg(long = "alt-key", value_name = "NAME=KEY")]
     alt_keys: Vec<String>,
+    /// An alternate key read from a file, such as `admin=/etc/ave/admin.key`
+    /// (repeatable); the file must not be readable by group or others.
+    #[arg(long = "alt-key-file", value_name = "NAME=PATH")]
+    alt_key_files: Vec<String>,
     /// Add the keys of `<home>/.ave/config/authkeys.json` as alternate keys.
     #[arg(long)]
     authkeys: bool,
@@ -63,9 +73,9 @@ pub(crate) struct Args {
     /// or your home directory in the user database.
     #[arg(long, value_name = "DIR")]
     home: Option<PathBuf>,
-    /// Call the service's idle hook after this many quiet seconds.
-    #[arg(long, value_name = "SECS")]
-    interval: Option<f64>,
+    /// Call the service's idle hook after this long without a call (e.g. 1.5, 500ms, 2m).
+    #[arg(long, value_name = "DUR", value_parser = duration::parse_duration)]
+    interval: Option<Duration>,
     /// Which handshake digests to accept: `md5` (the original's handshake byte for byte),
     /// `sha256` (offer HMAC-SHA256 and require it), or `any` (offer it, accept both).
     #[arg(long, default_value = "any", value_parser = ["md5", "sha256", "any"])]
@@ -78,7 +88,7 @@ pub(crate) struct Args {
 
 /// A usage error: the message on stderr, exit 2.
 fn usage(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("ave serve: {message}");
+    eprintln!("ave serve: error: {message}");
     ExitCode::from(2)
 }
 
@@ -87,20 +97,36 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         Ok(d) => d,
         Err(e) => return Ok(usage(e)),
     };
-    let interval = match args.interval {
-        None => None,
-        Some(secs) => match Duration::try_from_secs_f64(secs) {
-            Ok(d) => Some(d),
-            Err(_) => return Ok(usage(format!("--interval {secs}: not a number of seconds"))),
+    let interval = args.interval.and_then(duration::nonzero);
+    let bind = match address::resolve_bind(&args.bind, args.port) {
+        Ok(bind) => bind,
+        Err(e) => return Ok(usage(e)),
+    };
+    let authkey = match &args.authkey_file {
+        Some(path) => match secrets::read_key_file(path) {
+            Ok(key) => Some(key),
+            Err(e) => return Ok(usage(e)),
         },
+        None => args.authkey.clone().or_else(secrets::env_authkey),
     };
     let mut accounts = Vec::new();
     for spec in &args.alt_keys {
-        match spec.split_once('=') {
-            Some((name, key)) if !name.is_empty() => {
+        match secrets::split_named("--alt-key", "NAME=KEY", spec) {
+            Ok((name, key)) => {
                 accounts.push((name.to_owned(), (!key.is_empty()).then(|| key.to_owned())));
             }
-            _ => return Ok(usage(format!("--alt-key {spec:?}: expected NAME=KEY"))),
+            Err(e) => return Ok(usage(e)),
+        }
+    }
+    for spec in &args.alt_key_files {
+        let key =
+            secrets::split_named("--alt-key-file", "NAME=PATH", spec).and_then(|(name, path)| {
+                let key = secrets::read_key_file(Path::new(path)).map_err(|e| e.to_string())?;
+                Ok((name.to_owned(), Some(key)))
+            });
+        match key {
+            Ok(account) => accounts.push(account),
+            Err(e) => return Ok(usage(e)),
         }
     }
     let home = match (&args.home, std::env::var_os("HOME").filter(|h| !h.is_empty())) {
@@ -118,7 +144,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
 
     let service = diagnostic::service(diagnostic::Options::new().events(log_event));
     let mut builder = Control::builder(service)
-        .authkey(args.authkey.as_deref())
+        .authkey(authkey.as_deref())
         .digest(digest)
         .interval(interval)
         .handle_signals(true)
@@ -141,7 +167,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         let home = home.map_err(|e| anyhow::anyhow!("find your home directory: {e}"))?;
         return runtime.block_on(replace(&args, builder, &home));
     }
-    let control = builder.bind(SocketAddr::new(args.bind, args.port)).build()?;
+    let control = builder.bind(bind).build()?;
     let addr = control.local_addr().context("the listener has no address")?;
     runtime.block_on(async {
         // Replaceable from now on, unless another live instance serves the same home.

@@ -70,7 +70,7 @@ fn connection_failures_exit_3() {
     let served = Served::start(&[]);
     let (code, _, stderr) = call(&["--timeout", "0.3", &served.address(), "sleep", "2"]);
     assert_eq!(code, 3, "{stderr}");
-    assert!(stderr.contains("timed out"), "{stderr}");
+    assert!(stderr.contains("no answer within 300 ms (--timeout)"), "{stderr}");
     let bound = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = bound.local_addr().unwrap().port();
     drop(bound);
@@ -91,4 +91,104 @@ fn usage_errors_exit_2() {
         let (code, _, stderr) = call(args);
         assert_eq!(code, 2, "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn options_are_options_anywhere_before_the_double_dash() {
+    let served = Served::start(&["--authkey", "s3cret"]);
+    let a = served.address();
+    assert_eq!(result(&[&a, "upper", "hello", "--authkey", "s3cret"]), json!("HELLO"));
+    assert_eq!(result(&[&a, "whoami", "--authkey", "s3cret"]), json!("s3cret"));
+    assert_eq!(
+        result(&["-s", "--authkey", "s3cret", &a, "sync_ping", "--", "--authkey"]),
+        json!("--authkey")
+    );
+    assert_eq!(result(&["--authkey", "s3cret", &a, "sync_ping", "-1.5"]), json!(-1.5));
+    let unkeyed = Served::start(&[]);
+    let started = Instant::now();
+    let (code, _, stderr) = call(&[&unkeyed.address(), "sleep", "3", "--timeout", "300ms"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(
+        stderr,
+        format!("ave call: error: {}: no answer within 300 ms (--timeout)\n", unkeyed.address())
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn unknown_options_are_usage_errors_with_a_suggestion() {
+    for args in
+        [&["--timout", "1", "127.0.0.1:1", "m"][..], &["127.0.0.1:1", "m", "x", "--timout", "1"]]
+    {
+        let (code, stdout, stderr) = call(args);
+        assert_eq!((code, stdout.as_str()), (2, ""), "{args:?}");
+        assert!(
+            stderr.starts_with("ave call: error: unexpected argument '--timout' found"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("a similar argument exists: '--timeout'"), "{stderr}");
+    }
+}
+
+#[test]
+fn text_that_starts_like_json_must_be_json() {
+    let served = Served::start(&[]);
+    let a = served.address();
+    let (code, stdout, stderr) = call(&[&a, "sync_ping", "3 apples"]);
+    assert_eq!((code, stdout.as_str()), (2, ""));
+    assert_eq!(
+        stderr,
+        "ave call: error: ARG 1 starts like JSON but is not: trailing characters at line 1 \
+         column 3\n    3 apples\n      ^\n    (send it as a string with --string, or write it \
+         as a JSON string)\n"
+    );
+    let (code, _, stderr) = call(&["--kw", "alt=[1, 2", &a, "sync_ping"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.starts_with("ave call: error: --kw alt starts like JSON but is not: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("    [1, 2\n        ^\n"), "{stderr}");
+    assert_eq!(result(&["--string", &a, "sync_ping", "3 apples"]), json!("3 apples"));
+    assert_eq!(result(&["-s", &a, "sync_ping", "42"]), json!("42"));
+    assert_eq!(result(&["-s", "--kw", "alt=[1", &a, "sync_ping"]), json!("[1"));
+    assert_eq!(result(&[&a, "sync_ping", "nullable"]), json!("nullable"));
+}
+
+#[test]
+fn the_connect_timeout_is_named() {
+    // A listener that never answers: the kernel completes the connection, nobody sends the
+    // challenge.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = silent.local_addr().unwrap().to_string();
+    let (code, _, stderr) = call(&["--connect-timeout", "200ms", &address, "sync_ping"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "ave call: error: {address}: could not connect within 200 ms (--connect-timeout)\n"
+        )
+    );
+    let (code, _, stderr) = call(&["--timeout", "1x", &address, "sync_ping"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.starts_with("ave call: error: invalid value '1x' for '--timeout <DUR>'"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn host_names_and_ports() {
+    let served = Served::start(&["--bind", "localhost"]);
+    assert_eq!(result(&[&format!("localhost:{}", served.port), "sync_ping"]), json!("pong"));
+    let (code, _, call_err) = call(&["localhost:70000", "sync_ping"]);
+    assert_eq!(code, 2);
+    let serve = ave(&["serve", "--port", "70000"]);
+    assert_eq!(serve.status.code(), Some(2));
+    let serve_err = String::from_utf8_lossy(&serve.stderr);
+    for stderr in [call_err.as_str(), &serve_err] {
+        assert!(stderr.contains(": port 70000 is out of range (0-65535)\n"), "{stderr}");
+    }
+    assert!(call_err.starts_with("ave call: error: invalid value 'localhost:70000'"), "{call_err}");
+    assert!(serve_err.starts_with("ave serve: error: invalid value '70000'"), "{serve_err}");
 }

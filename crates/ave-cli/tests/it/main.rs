@@ -7,6 +7,7 @@ mod help;
 mod hickup;
 mod replace;
 mod run;
+mod secrets;
 mod serve;
 mod tripe;
 

@@ -43,6 +43,12 @@ impl Drop for TempDir {
 
 impl Served {
     pub(crate) fn start(args: &[&str]) -> Served {
+        Served::start_with_env(args, &[])
+    }
+
+    /// Starts `ave serve` with `args` and these environment variables (and without
+    /// `AVE_AUTHKEY` unless given).
+    pub(crate) fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Served {
         let dir = TempDir::new("serve");
         let port_file = dir.0.join("port");
         let mut child = Command::new(env!("CARGO_BIN_EXE_ave"))
@@ -53,13 +59,19 @@ impl Served {
             // Without `--home` the server uses `$HOME/.ave` (its handover socket, hickup
             // dumps): keep that inside the test's own directory.
             .env("HOME", &dir.0)
+            .env_remove("AVE_AUTHKEY")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start ave serve");
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        // Log lines (with -v) may come first.
         let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
+        while !line.starts_with("ave serve: listening on ") {
+            line.clear();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "ave serve ended before listening");
+        }
         let port = line
             .trim()
             .strip_prefix("ave serve: listening on 127.0.0.1:")
@@ -67,6 +79,25 @@ impl Served {
             .parse()
             .unwrap();
         Served { child, port, stderr, _dir: dir, port_file }
+    }
+
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Reads the server's stderr up to the first line that contains `needle` and returns
+    /// what it read (panics if the server ends first).
+    pub(crate) fn read_until(&mut self, needle: &str) -> String {
+        let mut read = String::new();
+        loop {
+            let start = read.len();
+            let n = self.stderr.read_line(&mut read).unwrap();
+            assert!(n > 0, "ave serve ended before saying {needle:?}: {read}");
+            if read[start..].contains(needle) {
+                return read;
+            }
+        }
     }
 
     pub(crate) fn address(&self) -> String {
@@ -156,10 +187,27 @@ fn keys_and_accounts() {
     let address = served.address();
     assert_eq!(call(&["--authkey", "primary", &address, "whoami"]).1, "\"primary\"\n");
     assert_eq!(call(&["--authkey", "adm", &address, "whoami_preauth"]).1, "\"adm\"\n");
-    // `root=` is an account without a key: its preauth methods are open to everyone.
+    // A refused key is a failure; nothing is called.
     let (code, stdout, stderr) = call(&["--authkey", "wrong", &address, "whoami_preauth"]);
+    assert_eq!((code, stdout.as_str()), (3, ""), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "ave call: error: {address}: the server refused the key; nothing was called \
+             (--allow-unauthenticated calls without an identity)\n"
+        )
+    );
+    // `root=` is an account without a key: its preauth methods are open to everyone.
+    let (code, stdout, stderr) =
+        call(&["--authkey", "wrong", "--allow-unauthenticated", &address, "whoami_preauth"]);
     assert_eq!((code, stdout.as_str()), (0, "null\n"), "{stderr}");
-    assert!(stderr.contains("authentication failed"), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "ave call: warning: {address}: the server refused the key; calling without an \
+             identity\n"
+        )
+    );
     let (code, _, stderr) = call(&[&address, "auth_only"]);
     assert_eq!(code, 1);
     assert_eq!(
@@ -204,7 +252,10 @@ fn digest_policies() {
 fn usage_errors() {
     let out = ave(&["serve", "--alt-key", "nokey"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("expected NAME=KEY"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "ave serve: error: --alt-key expects NAME=KEY (a name, then '=')\n"
+    );
     let out = ave(&["serve", "--digest", "sha1"]);
     assert_eq!(out.status.code(), Some(2));
     let out = ave(&["serve", "--interval", "-1"]);
