@@ -13,6 +13,8 @@ mod call;
 mod config;
 mod demo;
 mod duration;
+mod install;
+mod logging;
 mod run;
 mod secrets;
 mod serve;
@@ -24,12 +26,20 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 
 /// AVE: the common subsystems of the lab automation suite, from the command line.
 #[derive(Debug, Parser)]
-#[command(name = "ave", version, about, propagate_version = true)]
+#[command(name = "ave", version = VERSION, about, propagate_version = true)]
 struct Cli {
     /// More log output on stderr (repeatable: -v info, -vv debug, -vvv trace). `RUST_LOG`
     /// overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Colour the log output: `auto` (when stderr is a terminal and `NO_COLOR` is unset),
+    /// `always` or `never`.
+    #[arg(long, global = true, value_enum, default_value = "auto", value_name = "WHEN")]
+    color: logging::Color,
+    /// Log lines as `text` (`ave <command>: ...`, `<N>`-prefixed under journald) or `json`
+    /// (one object a line).
+    #[arg(long, global = true, value_enum, default_value = "text", value_name = "FORMAT")]
+    log_format: logging::Format,
 
     #[command(subcommand)]
     command: Command,
@@ -50,6 +60,11 @@ enum Command {
     Tripe(tripe::Args),
     /// Show the whole suite working end to end on a temporary home.
     Demo(demo::Args),
+    /// Write the completion script for a shell on stdout.
+    Completions(install::CompletionsArgs),
+    /// Write the man pages into a folder (for packaging).
+    #[command(hide = true)]
+    Man(install::ManArgs),
 }
 
 impl Command {
@@ -62,17 +77,24 @@ impl Command {
             Command::Config(_) => "config",
             Command::Tripe(_) => "tripe",
             Command::Demo(_) => "demo",
+            Command::Completions(_) => "completions",
+            Command::Man(_) => "man",
         }
     }
 }
+
+/// The version, with the git revision it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("AVE_VERSION_REVISION"), ")");
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return parse_error(&e),
     };
-    init_tracing(cli.verbose);
     let name = cli.command.name();
+    let options =
+        logging::Options { verbose: cli.verbose, color: cli.color, format: cli.log_format };
+    logging::init(name, options);
     let result = match cli.command {
         Command::Run(args) => run::main(args),
         Command::Serve(args) => serve::main(args),
@@ -80,6 +102,8 @@ fn main() -> ExitCode {
         Command::Config(command) => config::main(command),
         Command::Tripe(args) => tripe::main(args),
         Command::Demo(args) => demo::main(args),
+        Command::Completions(args) => Ok(install::completions(args, Cli::command())),
+        Command::Man(args) => install::man(args, Cli::command()),
     };
     match result {
         Ok(code) => code,
@@ -127,19 +151,6 @@ fn chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// Logs go to stderr: `RUST_LOG` if set, otherwise a level from the `-v` count.
-fn init_tracing(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use ave::network::{
     handshake::DigestPolicy,
 };
 
-use crate::{address, duration, secrets};
+use crate::{address, duration, logging::LIFECYCLE, secrets};
 
 /// The server's name, which also names its handover socket.
 const NAME: &str = "ave-serve";
@@ -180,7 +180,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(path) = &args.port_file {
             write_atomically(path, &format!("{}\n", addr.port()))?;
         }
-        eprintln!("ave serve: listening on {addr}");
+        tracing::info!(target: LIFECYCLE, "listening on {addr}");
         match socket {
             Ok(socket) => replaceable(control, socket).await,
             Err(e) => {
@@ -227,11 +227,11 @@ async fn replace(args: &Args, builder: ControlBuilder, home: &Path) -> anyhow::R
         write_atomically(path, &format!("{}\n", addr.port()))?;
     }
     match addr {
-        Some(addr) => eprintln!("ave serve: listening on {addr}"),
-        None => eprintln!("ave serve: serving without a listener"),
+        Some(addr) => tracing::info!(target: LIFECYCLE, "listening on {addr}"),
+        None => tracing::info!(target: LIFECYCLE, "serving without a listener"),
     }
     let plural = if count == 1 { "" } else { "s" };
-    eprintln!("ave serve: took over {count} connection{plural} from pid {old}");
+    tracing::info!(target: LIFECYCLE, "took over {count} connection{plural} from pid {old}");
     replaceable(control, socket).await
 }
 
@@ -239,16 +239,32 @@ async fn replace(args: &Args, builder: ControlBuilder, home: &Path) -> anyhow::R
 async fn replaceable(control: Control, socket: HandoverSocket) -> anyhow::Result<ExitCode> {
     let (stopped, successor) =
         handover::run_replaceable(control, socket, HandoverOptions::default()).await?;
-    tracing::info!(?stopped, "stopped");
     if let (Stopped::Replaced, Some(successor)) = (&stopped, successor) {
-        eprintln!(
-            "ave serve: replaced by pid {}; {} connections handed over in {:.1} ms",
+        tracing::info!(
+            target: LIFECYCLE,
+            "replaced by pid {}; {} connections handed over in {:.1} ms",
             successor.pid,
             successor.connections,
             successor.elapsed.as_secs_f64() * 1e3
         );
     }
+    tracing::info!(target: LIFECYCLE, "stopped: {}", why(&stopped));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why the server stopped, for the last lifecycle line.
+fn why(stopped: &Stopped) -> String {
+    match stopped {
+        Stopped::Stop => "stop() was called".to_owned(),
+        Stopped::Exit(e) => format!("a call raised Exit ({})", e.message()),
+        Stopped::Shutdown(_) => "shut down".to_owned(),
+        Stopped::Signal(n) => match nix::sys::signal::Signal::try_from(*n) {
+            Ok(signal) => signal.as_str().to_owned(),
+            Err(_) => format!("signal {n}"),
+        },
+        Stopped::Replaced => "replaced".to_owned(),
+        other => format!("{other:?}"),
+    }
 }
 
 /// Writes a file so that readers see either nothing or the whole content.

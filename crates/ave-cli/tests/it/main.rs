@@ -5,6 +5,8 @@ mod config;
 mod demo;
 mod help;
 mod hickup;
+mod install;
+mod logs;
 mod replace;
 mod run;
 mod secrets;
