@@ -147,7 +147,7 @@ fn authkey(args: &Args) -> Result<Option<String>, String> {
         };
         let file = ave::config::config_dir(&home).join("authkeys.json");
         let keys = ave::config::load_authkeys(&home)
-            .map_err(|e| format!("--key-name: {}", crate::chain(&e)))?;
+            .map_err(|e| format!("--key-name: {}", crate::config::explain(&e)))?;
         return match keys.get(name) {
             Some(key) => Ok(Some(key.to_owned())),
             None if keys.contains(name) => {

@@ -1,17 +1,19 @@
 //! `ave config`: create and inspect AVE configuration files.
 //!
-//! `init` and `bootstrap` print the original `ave-config`'s lines (`WARNING: <path> exists,
-//! skipped` for each skipped file first, then `Created <path>`) and exit 3 with
-//! `ERROR: could not bootstrap: <why>` on failure. `show` and `etc` exit 1 on failure.
+//! `init` and `bootstrap` print `Created <path>` on stdout for each file written and
+//! `ave config: kept <path> (it exists)` on stderr for each file left alone, and exit 3
+//! with `ave config: error: could not bootstrap: <why>` on failure (the original
+//! `ave-config`'s code). `show` and `etc` exit 1 on failure, 2 on usage errors.
 
 use std::{
     error::Error as StdError,
-    io::{self, BufRead, Write},
+    io::{self, BufRead, IsTerminal as _, Write},
     path::{Path, PathBuf},
     process::ExitCode,
 };
 
 use ave::config::{self as cfg, Authkeys, BrokerConfig, DEFAULT_FILES, ETC_USER_PATH};
+use serde_json::{Value, json};
 
 use crate::chain;
 
@@ -19,18 +21,25 @@ use crate::chain;
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
     /// Write the default configuration files that do not exist yet.
+    #[command(after_help = INIT_EXIT_CODES)]
     Init {
-        /// The home directory to write `.ave/config` under (default: yours).
+        /// The home directory to write `.ave/config` under (default: yours); it must exist.
         #[arg(long, value_name = "DIR")]
         home: Option<PathBuf>,
     },
     /// Show the configuration files and whether they load.
+    #[command(after_help = EXIT_CODES)]
     Show {
         /// The home directory to read `.ave/config` from (default: yours).
         #[arg(long, value_name = "DIR")]
         home: Option<PathBuf>,
+        /// Print one JSON object instead of the text report.
+        #[arg(long)]
+        json: bool,
     },
-    /// Create `/etc/ave/user`, naming the user AVE services run as.
+    /// Create `/etc/ave/user`, naming the user AVE services run as. Without --user, shows
+    /// the user it names, or asks for one when stdin is a terminal.
+    #[command(after_help = EXIT_CODES)]
     Etc {
         /// Where to write the file.
         #[arg(long, value_name = "PATH")]
@@ -40,6 +49,7 @@ pub(crate) enum Command {
         user: Option<String>,
     },
     /// Become the user and write their default configuration files (as root).
+    #[command(after_help = INIT_EXIT_CODES)]
     Bootstrap {
         /// The user name.
         #[arg(long, value_name = "NAME")]
@@ -50,10 +60,24 @@ pub(crate) enum Command {
 /// The original `ave-config`'s exit code when bootstrapping fails.
 const BOOTSTRAP_FAILED: u8 = 3;
 
+/// The exit codes of `init` and `bootstrap`, for their `--help`.
+const INIT_EXIT_CODES: &str = "\
+Exit status:
+  0  every file exists now (each one written is printed on stdout)
+  2  usage error
+  3  could not bootstrap (the reason is on stderr)";
+
+/// The exit codes of `show` and `etc`, for their `--help`.
+const EXIT_CODES: &str = "\
+Exit status:
+  0  success
+  1  a file is missing or does not load, or the file cannot be written
+  2  usage error";
+
 pub(crate) fn main(command: Command) -> anyhow::Result<ExitCode> {
     Ok(match command {
         Command::Init { home } => init(home),
-        Command::Show { home } => show(home),
+        Command::Show { home, json } => show(home, json),
         Command::Etc { path, user } => etc(path, user),
         Command::Bootstrap { user } => bootstrap(&user),
     })
@@ -61,6 +85,11 @@ pub(crate) fn main(command: Command) -> anyhow::Result<ExitCode> {
 
 fn init(home: Option<PathBuf>) -> ExitCode {
     let result = match home {
+        // A home that does not exist is a typo more often than a wish: say so instead of
+        // creating the whole path.
+        Some(home) if !home.is_dir() => {
+            Err(Box::<dyn StdError>::from(format!("--home {}: no such directory", home.display())))
+        }
         Some(home) => Ok(home),
         None => ave::persona::current_user().map(|u| u.home).map_err(Box::from),
     }
@@ -81,9 +110,9 @@ type Created = (Vec<PathBuf>, Vec<PathBuf>);
 
 fn report_created(result: Result<Created, Box<dyn StdError>>) -> ExitCode {
     match result {
-        Ok((created, skipped)) => {
-            for path in skipped {
-                println!("WARNING: {} exists, skipped", path.display());
+        Ok((created, kept)) => {
+            for path in kept {
+                eprintln!("ave config: kept {} (it exists)", path.display());
             }
             for path in created {
                 println!("Created {}", path.display());
@@ -91,13 +120,13 @@ fn report_created(result: Result<Created, Box<dyn StdError>>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("ERROR: could not bootstrap: {}", chain(e.as_ref()));
+            eprintln!("ave config: error: could not bootstrap: {}", chain(e.as_ref()));
             ExitCode::from(BOOTSTRAP_FAILED)
         }
     }
 }
 
-fn show(home: Option<PathBuf>) -> ExitCode {
+fn show(home: Option<PathBuf>, json: bool) -> ExitCode {
     let given = home.is_some();
     let home = match home {
         Some(home) => home,
@@ -107,7 +136,6 @@ fn show(home: Option<PathBuf>) -> ExitCode {
         },
     };
     let dir = cfg::config_dir(&home);
-    println!("configuration of {}", dir.display());
     let mut names: Vec<String> = DEFAULT_FILES.iter().map(|n| (*n).to_owned()).collect();
     if let Ok(entries) = std::fs::read_dir(&dir) {
         let mut extra: Vec<String> = entries
@@ -117,49 +145,85 @@ fn show(home: Option<PathBuf>) -> ExitCode {
         extra.sort();
         names.extend(extra);
     }
-    let mut missing = 0;
-    let mut broken = 0;
-    for name in &names {
-        let path = dir.join(name);
-        match file_status(name, &path) {
-            Status::Ok(summary) => println!("  {}: ok{summary}", path.display()),
-            Status::Missing => {
-                missing += 1;
-                println!("  {}: missing", path.display());
-            }
-            Status::Invalid(why) => {
-                broken += 1;
-                println!("  {}: INVALID: {why}", path.display());
-            }
-        }
-        let exposed =
-            if name == "authkeys.json" { cfg::key_file_exposure(&path) } else { Ok(None) };
-        if let Ok(Some(mode)) = exposed {
-            println!(
-                "  {0}: WARNING: readable by others (mode {mode:04o}); run \"chmod 600 {0}\"",
-                path.display()
-            );
-        }
-    }
-    match cfg::load_etc() {
-        Ok(user) => println!(
-            "{ETC_USER_PATH}: names the user \"{}\" (home {}, uid {})",
-            user.name,
-            user.home.display(),
-            user.uid
-        ),
-        Err(e) => println!("{ETC_USER_PATH}: {}", etc_problem(&e)),
-    }
-    if missing > 0 {
+    let files: Vec<(PathBuf, Status, Option<u32>)> = names
+        .iter()
+        .map(|name| {
+            let path = dir.join(name);
+            let status = file_status(name, &path);
+            let exposed =
+                if name == "authkeys.json" { cfg::key_file_exposure(&path) } else { Ok(None) };
+            (path, status, exposed.ok().flatten())
+        })
+        .collect();
+    let etc = cfg::load_etc();
+    let missing = files.iter().filter(|(_, s, _)| matches!(s, Status::Missing)).count();
+    let broken = files.iter().filter(|(_, s, _)| matches!(s, Status::Invalid(_))).count();
+    let hint = (missing > 0).then(|| {
         let flag = if given { format!(" --home {}", home.display()) } else { String::new() };
-        println!("run \"ave config init{flag}\" to create the missing files with default values");
+        format!("ave config init{flag}")
+    });
+    if json {
+        let files: Vec<Value> = files
+            .iter()
+            .map(|(path, status, exposed)| {
+                let (status, detail) = match status {
+                    Status::Ok(summary) => ("ok", summary.clone()),
+                    Status::Missing => ("missing", None),
+                    Status::Invalid(why) => ("invalid", Some(why.clone())),
+                };
+                json!({
+                    "path": path,
+                    "status": status,
+                    "detail": detail,
+                    "mode_readable_by_others": exposed.map(|m| format!("{m:04o}")),
+                })
+            })
+            .collect();
+        let etc = match &etc {
+            Ok(user) => json!({
+                "path": ETC_USER_PATH,
+                "user": {"name": user.name, "home": user.home, "uid": user.uid},
+                "problem": null,
+            }),
+            Err(e) => json!({"path": ETC_USER_PATH, "user": null, "problem": etc_problem(e)}),
+        };
+        let report = json!({"dir": dir, "files": files, "etc": etc, "create_missing_with": hint});
+        println!("{report}");
+    } else {
+        println!("configuration of {}", dir.display());
+        for (path, status, exposed) in &files {
+            match status {
+                Status::Ok(Some(summary)) => println!("  {}: ok ({summary})", path.display()),
+                Status::Ok(None) => println!("  {}: ok", path.display()),
+                Status::Missing => println!("  {}: missing", path.display()),
+                Status::Invalid(why) => println!("  {}: INVALID: {why}", path.display()),
+            }
+            if let Some(mode) = exposed {
+                println!(
+                    "  {0}: WARNING: readable by others (mode {mode:04o}); run \"chmod 600 {0}\"",
+                    path.display()
+                );
+            }
+        }
+        match &etc {
+            Ok(user) => println!(
+                "{ETC_USER_PATH}: names the user \"{}\" (home {}, uid {})",
+                user.name,
+                user.home.display(),
+                user.uid
+            ),
+            Err(e) => println!("{ETC_USER_PATH}: {}", etc_problem(e)),
+        }
+        if let Some(command) = hint {
+            println!("run \"{command}\" to create the missing files with default values");
+        }
     }
     if missing + broken == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 enum Status {
     /// Loads; a short description of what matters in it.
-    Ok(String),
+    Ok(Option<String>),
     Missing,
     Invalid(String),
 }
@@ -177,15 +241,15 @@ fn file_status(name: &str, path: &Path) -> Status {
                     .iter()
                     .map(|(a, k)| if k.is_some() { a.to_owned() } else { format!("{a} (no key)") })
                     .collect();
-                Status::Ok(format!(" (accounts: {})", accounts.join(", ")))
+                Status::Ok(Some(format!("accounts: {}", accounts.join(", "))))
             }
             Err(e) => Status::Invalid(chain(&e)),
         },
         "broker.json" => match BrokerConfig::from_object(path, object) {
-            Ok(broker) => Status::Ok(format!(" (broker at {}:{})", broker.host, broker.port)),
+            Ok(broker) => Status::Ok(Some(format!("broker at {}:{}", broker.host, broker.port))),
             Err(e) => Status::Invalid(chain(&e)),
         },
-        _ => Status::Ok(String::new()),
+        _ => Status::Ok(None),
     }
 }
 
@@ -220,6 +284,14 @@ fn etc(path: Option<PathBuf>, user: Option<String>) -> ExitCode {
             let root = ave::persona::current_user().is_ok_and(|u| u.uid == 0);
             if path == Path::new(ETC_USER_PATH) && !root {
                 return fail(&cfg::Error::MustBeRoot);
+            }
+            if !io::stdin().is_terminal() {
+                eprintln!(
+                    "ave config: error: {} does not name a user yet; give one with --user NAME \
+                     (nothing was asked: stdin is not a terminal)",
+                    path.display()
+                );
+                return ExitCode::from(2);
             }
             match prompt_user(&path) {
                 Ok(user) => user,
@@ -264,6 +336,23 @@ fn prompt_user(path: &Path) -> io::Result<String> {
 }
 
 fn fail(e: &dyn StdError) -> ExitCode {
-    eprintln!("ERROR: {}", chain(e));
+    eprintln!("ave config: error: {}", chain(e));
     ExitCode::FAILURE
+}
+
+/// A configuration error as the command line explains it: a missing file names the
+/// command that creates it (the library's text names the original's `ave-config`).
+pub(crate) fn explain(e: &cfg::Error) -> String {
+    match e {
+        cfg::Error::Missing { path, .. } => {
+            let home = path.parent().and_then(Path::parent).and_then(Path::parent);
+            let flag = home.map(|h| format!(" --home {}", h.display())).unwrap_or_default();
+            format!(
+                "no such configuration file: {} (\"ave config init{flag}\" creates it with \
+                 default values)",
+                path.display()
+            )
+        }
+        other => chain(other),
+    }
 }

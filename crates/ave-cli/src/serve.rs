@@ -136,7 +136,8 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
     };
     if args.authkeys {
         let home = home.as_ref().map_err(|e| anyhow::anyhow!("find your home directory: {e}"))?;
-        let keys = ave::config::load_authkeys(home)?;
+        let keys = ave::config::load_authkeys(home)
+            .map_err(|e| anyhow::anyhow!("--authkeys: {}", crate::config::explain(&e)))?;
         for (name, key) in keys.iter() {
             accounts.push((name.to_owned(), key.map(str::to_owned)));
         }

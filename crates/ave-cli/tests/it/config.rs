@@ -75,8 +75,15 @@ fn created(dir: &Path, names: &[&str]) -> Vec<String> {
     names.iter().map(|n| format!("Created {}", dir.join(n).display())).collect()
 }
 
-fn skipped(dir: &Path, names: &[&str]) -> Vec<String> {
-    names.iter().map(|n| format!("WARNING: {} exists, skipped", dir.join(n).display())).collect()
+fn kept(dir: &Path, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .map(|n| format!("ave config: kept {} (it exists)", dir.join(n).display()))
+        .collect()
+}
+
+fn err_lines(out: &Output) -> Vec<String> {
+    text(&out.stderr).lines().map(str::to_owned).collect()
 }
 
 fn is_root() -> bool {
@@ -115,8 +122,44 @@ fn init_creates_the_eight_files_then_skips_them() {
 
     let out = ave(&["config", "init", "--home", home.arg()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(lines(&out), skipped(&home.config(), &FILES));
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert_eq!(err_lines(&out), kept(&home.config(), &FILES));
     assert_eq!(fs::read(&keys).unwrap(), before);
+}
+
+#[test]
+fn init_refuses_a_home_that_does_not_exist() {
+    let scratch = TempDir::new("nohome");
+    let typo = scratch.path().join("hmoe/user");
+    let out = ave(&["config", "init", "--home", typo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "ave config: error: could not bootstrap: --home {}: no such directory\n",
+            typo.display()
+        )
+    );
+    assert!(!scratch.path().join("hmoe").exists());
+}
+
+#[test]
+fn hints_name_commands_that_exist() {
+    let home = TempDir::new("hint");
+    let expected = format!(
+        "no such configuration file: {} (\"ave config init --home {}\" creates it with default \
+         values)",
+        home.config().join("authkeys.json").display(),
+        home.arg()
+    );
+    let out = ave(&["call", "--key-name", "admin", "--home", home.arg(), "127.0.0.1:1", "m"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stderr), format!("ave call: error: --key-name: {expected}\n"));
+    let out = ave(&["serve", "--authkeys", "--home", home.arg()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), format!("ave serve: error: --authkeys: {expected}\n"));
+    assert!(!text(&out.stderr).contains("ave-config"));
 }
 
 #[test]
@@ -128,8 +171,8 @@ fn init_reports_skipped_files_first() {
     fs::write(home.config().join("workspace.json"), "").unwrap();
     let out = ave(&["config", "init", "--home", home.arg()]);
     assert_eq!(out.status.code(), Some(0));
-    let mut expected = skipped(&home.config(), &["broker.json", "workspace.json"]);
-    expected.extend(created(
+    assert_eq!(err_lines(&out), kept(&home.config(), &["broker.json", "workspace.json"]));
+    let expected = created(
         &home.config(),
         &[
             "usbrel64.json",
@@ -139,7 +182,7 @@ fn init_reports_skipped_files_first() {
             "panotti.json",
             "handset.json",
         ],
-    ));
+    );
     assert_eq!(lines(&out), expected);
     assert_eq!(fs::read(home.config().join("broker.json")).unwrap(), b"");
 }
@@ -154,7 +197,7 @@ fn init_failure_exits_3_with_the_reason() {
     let err = text(&out.stderr);
     assert!(
         err.starts_with(&format!(
-            "ERROR: could not bootstrap: could not create {}: ",
+            "ave config: error: could not bootstrap: could not create {}: ",
             home.config().display()
         )),
         "{err}"
@@ -256,7 +299,7 @@ fn etc_writes_name_home_and_uid_and_keeps_an_existing_user() {
     assert_eq!(
         text(&out.stderr).trim_end(),
         format!(
-            "ERROR: {p} already names the user \"root\", not \"nobody\"; remove the file first to \
+            "ave config: error: {p} already names the user \"root\", not \"nobody\"; remove the file first to \
              change it"
         )
     );
@@ -274,37 +317,67 @@ fn etc_writes_name_home_and_uid_and_keeps_an_existing_user() {
         "no-such-user-ave-cli",
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(text(&out.stderr).trim_end(), "ERROR: no such user: no-such-user-ave-cli");
+    assert_eq!(
+        text(&out.stderr).trim_end(),
+        "ave config: error: no such user: no-such-user-ave-cli"
+    );
 }
 
 fn ave_with_stdin(args: &[&str], input: &str) -> Output {
+    ave_with_stdin_via(Command::new(env!("CARGO_BIN_EXE_ave")).args(args), input)
+}
+
+fn ave_with_stdin_via(command: &mut Command, input: &str) -> Output {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ave"))
-        .args(args)
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    // A program that does not read its input may be gone before it is written.
+    let written = child.stdin.take().unwrap().write_all(input.as_bytes());
+    assert!(
+        written.as_ref().map_or_else(|e| e.kind() == std::io::ErrorKind::BrokenPipe, |()| true),
+        "write the input: {written:?}"
+    );
     child.wait_with_output().unwrap()
 }
 
 #[test]
-fn etc_asks_for_the_user_when_none_is_given() {
+fn etc_asks_only_a_terminal_for_the_user() {
     let dir = TempDir::new("prompt");
     let path = dir.path().join("user");
     let p = path.to_str().unwrap();
+    // stdin is a pipe: no question, a usage error.
     let out = ave_with_stdin(&["config", "etc", "--path", p], "root\n");
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).ends_with("Type a valid user name and press return: "));
-    assert_eq!(lines(&out), [format!("Created {p} (user \"root\", home /root, uid 0)")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "ave config: error: {p} does not name a user yet; give one with --user NAME \
+             (nothing was asked: stdin is not a terminal)\n"
+        )
+    );
+    assert!(out.stdout.is_empty());
+    assert!(!path.exists());
 
-    let other = dir.path().join("other");
-    let out = ave_with_stdin(&["config", "etc", "--path", other.to_str().unwrap()], "");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).ends_with("ERROR: no user name given\n"), "{}", text(&out.stderr));
-    assert!(!other.exists());
+    // On a terminal (a pty made by util-linux `script`, which forwards its stdin), it asks.
+    let probe = Command::new("script").arg("--version").output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        println!("skipped: util-linux `script` is not available (needed for a terminal)");
+        return;
+    }
+    let command = format!("{} config etc --path {p}", env!("CARGO_BIN_EXE_ave"));
+    let out = ave_with_stdin_via(
+        Command::new("script").args(["-q", "-e", "-c", &command, "/dev/null"]),
+        "root\n",
+    );
+    let shown = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("Type a valid user name and press return: "), "{shown}");
+    assert!(shown.contains(&format!("Created {p} (user \"root\", home /root, uid 0)")), "{shown}");
+    assert!(path.exists());
 }
 
 #[test]
@@ -312,7 +385,7 @@ fn etc_at_the_real_path_needs_root() {
     skip_unless_root!("run ave as another user");
     let out = ave_as_nobody(&["config", "etc", "--user", "root"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stderr), "ERROR: must call as root\n");
+    assert_eq!(text(&out.stderr), "ave config: error: must call as root\n");
 }
 
 #[test]
@@ -321,7 +394,7 @@ fn bootstrap_of_an_unknown_user_exits_3() {
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(
         text(&out.stderr),
-        "ERROR: could not bootstrap: no such user: no-such-user-ave-cli\n"
+        "ave config: error: could not bootstrap: no such user: no-such-user-ave-cli\n"
     );
 }
 
@@ -333,7 +406,8 @@ fn bootstrap_refuses_when_not_root() {
     let err = text(&out.stderr);
     assert!(
         err.starts_with(
-            "ERROR: could not bootstrap: only root can execute with modified privileges"
+            "ave config: error: could not bootstrap: only root can execute with modified \
+             privileges"
         ),
         "{err}"
     );
@@ -348,7 +422,9 @@ fn bootstrap_drops_privileges_before_writing() {
     assert_eq!(out.status.code(), Some(3));
     let err = text(&out.stderr);
     assert!(
-        err.starts_with("ERROR: could not bootstrap: could not create /nonexistent/.ave/config: "),
+        err.starts_with(
+            "ave config: error: could not bootstrap: could not create /nonexistent/.ave/config: "
+        ),
         "{err}"
     );
     assert!(err.contains("ermission denied"), "{err}");
@@ -422,8 +498,41 @@ fn bootstrap_as_root_writes_the_users_files_as_that_user() {
     }
     let out = run();
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(lines(&out), skipped(&config, &FILES));
+    assert_eq!(err_lines(&out), kept(&config, &FILES));
     // The namespace is gone with its processes: the real user database never had the user.
     let real = fs::read_to_string("/etc/passwd").unwrap();
     assert!(!real.contains(FAKE_USER));
+}
+
+#[test]
+fn show_json_is_one_object() {
+    let home = TempDir::new("showjson");
+    ave(&["config", "init", "--home", home.arg()]);
+    fs::remove_file(home.config().join("gerrit.json")).unwrap();
+    fs::write(home.config().join("relay.json"), "{").unwrap();
+    let out = ave(&["config", "show", "--json", "--home", home.arg()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["dir"], home.config().to_str().unwrap());
+    let file = |name: &str| {
+        let path = home.config().join(name);
+        report["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == path.to_str().unwrap())
+            .unwrap_or_else(|| panic!("{name} not in {report}"))
+            .clone()
+    };
+    assert_eq!(file("broker.json")["status"], "ok");
+    assert!(file("broker.json")["detail"].as_str().unwrap().starts_with("broker at "));
+    assert_eq!(file("authkeys.json")["detail"], "accounts: admin, share");
+    assert_eq!(file("authkeys.json")["mode_readable_by_others"], serde_json::Value::Null);
+    assert_eq!(file("gerrit.json")["status"], "missing");
+    assert_eq!(file("relay.json")["status"], "invalid");
+    assert!(file("relay.json")["detail"].as_str().unwrap().contains("not valid JSON"));
+    assert_eq!(report["etc"]["path"], "/etc/ave/user");
+    assert_eq!(report["create_missing_with"], format!("ave config init --home {}", home.arg()));
 }
