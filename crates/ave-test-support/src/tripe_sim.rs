@@ -91,6 +91,7 @@ struct State {
     log: Vec<(u64, String)>,
     violations: Vec<(u64, String)>,
     scripts: HashMap<String, Vec<Vec<u8>>>,
+    streams: HashMap<String, Vec<u8>>,
     quitting: bool,
 }
 
@@ -104,6 +105,10 @@ struct Conn {
 
 enum Out {
     Line(Vec<u8>),
+    /// Bytes written as they are (no newline added).
+    Raw(Vec<u8>),
+    /// Answered once everything before it is written.
+    Flushed(oneshot::Sender<()>),
     Close,
 }
 
@@ -287,6 +292,14 @@ impl Sim {
     pub fn script(&self, keyword: &str, lines: &[&[u8]]) {
         let lines = lines.iter().map(|l| l.to_vec()).collect();
         self.state().scripts.insert(keyword.to_ascii_uppercase(), lines);
+    }
+
+    /// A test-only command (not TrIPE's): when a client sends `keyword`, the server writes
+    /// `line` (a newline is added) over and over, as fast as the client reads, and never
+    /// answers OK or FAIL; it stops when the connection closes. The server's own buffer
+    /// stays bounded: it waits for the socket to take each batch before making the next.
+    pub fn stream(&self, keyword: &str, line: &[u8]) {
+        self.state().streams.insert(keyword.to_ascii_uppercase(), line.to_vec());
     }
 
     /// Closes every client connection from the server's side.
@@ -648,6 +661,14 @@ async fn writer(
                 if write.write_all(&bytes).await.is_err() {
                     break;
                 }
+            }
+            Out::Raw(bytes) => {
+                if write.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+            Out::Flushed(done) => {
+                let _ = done.send(());
             }
             Out::Close => break,
         }
@@ -1073,6 +1094,10 @@ async fn command(ctx: &Ctx, line: &str) {
         }
         return;
     }
+    let stream = ctx.state().streams.get(&keyword.to_ascii_uppercase()).cloned();
+    if let Some(line) = stream {
+        return endless(ctx, line).await;
+    }
     let name = keyword.to_ascii_lowercase();
     let Some(&(_, _, min, max)) = COMMANDS.iter().find(|c| c.0 == name) else {
         ctx.fail(&["unknown-command", keyword.as_str()]);
@@ -1113,6 +1138,24 @@ async fn command(ctx: &Ctx, line: &str) {
             }
             Err(tokens) => ctx.fail(&tokens),
         },
+    }
+}
+
+/// Writes `line` until the connection closes, a batch at a time (see [`Sim::stream`]).
+async fn endless(ctx: &Ctx, mut line: Vec<u8>) {
+    line.push(b'\n');
+    let batch = line.repeat((64 * 1024 / line.len()).max(1));
+    loop {
+        let (done, flushed) = oneshot::channel();
+        if ctx.out.send(Out::Raw(batch.clone())).is_err()
+            || ctx.out.send(Out::Flushed(done)).is_err()
+        {
+            return;
+        }
+        tokio::select! {
+            written = flushed => if written.is_err() { return },
+            () = ctx.closed() => return,
+        }
     }
 }
 

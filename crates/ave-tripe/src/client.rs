@@ -21,7 +21,7 @@ use std::{
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt},
     net::UnixStream,
-    sync::{Notify, broadcast, mpsc},
+    sync::{Notify, broadcast, mpsc, oneshot},
 };
 
 use crate::{
@@ -39,16 +39,24 @@ pub const DEFAULT_MAX_LINE_LEN: usize = 1 << 20;
 /// The default number of events buffered for each subscriber.
 pub const DEFAULT_EVENT_CAPACITY: usize = 4096;
 
+/// The default number of INFO lines buffered for each [`Reply`] that has not read them yet.
+pub const DEFAULT_REPLY_CAPACITY: usize = 256;
+
 /// Options for a connection; [`Client::connect`] uses the defaults.
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
     max_line_len: usize,
     event_capacity: usize,
+    reply_capacity: usize,
 }
 
 impl Default for ClientBuilder {
     fn default() -> Self {
-        ClientBuilder { max_line_len: DEFAULT_MAX_LINE_LEN, event_capacity: DEFAULT_EVENT_CAPACITY }
+        ClientBuilder {
+            max_line_len: DEFAULT_MAX_LINE_LEN,
+            event_capacity: DEFAULT_EVENT_CAPACITY,
+            reply_capacity: DEFAULT_REPLY_CAPACITY,
+        }
     }
 }
 
@@ -71,6 +79,20 @@ impl ClientBuilder {
     /// [`Event::Missed`] in place of the events it lost; commands are never held up.
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity.max(1);
+        self
+    }
+
+    /// How many INFO lines are buffered for each [`Reply`] that has not read them yet
+    /// (default [`DEFAULT_REPLY_CAPACITY`]).
+    ///
+    /// This is the backpressure that keeps memory flat however much a command prints: when
+    /// a reply's buffer is full, the dispatcher stops reading the socket until the reply
+    /// is read (or dropped), and the server then waits for the client. So read a reply's
+    /// lines as they come (with [`Reply::next_info`]), or drop it; a reply left unread
+    /// while its owner waits on another command of the same connection holds that command
+    /// up once this many lines are queued.
+    pub fn reply_capacity(mut self, capacity: usize) -> Self {
+        self.reply_capacity = capacity.max(1);
         self
     }
 
@@ -122,6 +144,7 @@ impl ClientBuilder {
                 service: Mutex::new(Some(service_rx)),
                 tags: AtomicU64::new(0),
                 abandoned,
+                reply_capacity: self.reply_capacity,
             }),
         }
     }
@@ -164,6 +187,7 @@ struct Shared {
     tags: AtomicU64,
     /// Woken when a reply is dropped before its end.
     abandoned: Arc<Notify>,
+    reply_capacity: usize,
 }
 
 impl Client {
@@ -268,17 +292,17 @@ impl Client {
     fn submit(&self, line: String, words: &[String], tag: Option<String>) -> Result<Reply, Error> {
         let keyword = words.first().map(|w| w.to_ascii_uppercase()).unwrap_or_default();
         let cancels = (keyword == "BGCANCEL" && words.len() == 2).then(|| words[1].clone());
-        let (replies, rx) = mpsc::unbounded_channel();
-        self.shared.requests.send(Request { line, replies, cancels }).map_err(|_| Error::Closed)?;
-        Ok(Reply {
+        let (request, mut reply) = Request::new(
+            line,
+            cancels,
             keyword,
-            rx,
-            tag,
-            detached: false,
-            done: false,
-            requests: self.shared.requests.downgrade(),
-            abandoned: self.shared.abandoned.clone(),
-        })
+            self.shared.reply_capacity,
+            self.shared.requests.downgrade(),
+            self.shared.abandoned.clone(),
+        );
+        reply.tag = tag;
+        self.shared.requests.send(request).map_err(|_| Error::Closed)?;
+        Ok(reply)
     }
 }
 
@@ -290,15 +314,21 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 ///
 /// For a background job the `BGINFO`/`BGOK`/`BGFAIL` lines arrive here the same way, after
 /// the server detaches it.
+///
+/// This is the streaming form: [`Reply::next_info`] hands over each line as the server
+/// sends it, and at most [`ClientBuilder::reply_capacity`] lines wait for it, however long
+/// the command runs ([`Reply::collect`] is the convenience that keeps them all).
 #[derive(Debug)]
 pub struct Reply {
     keyword: String,
-    rx: mpsc::UnboundedReceiver<Response>,
+    lines: mpsc::Receiver<Progress>,
+    end: oneshot::Receiver<End>,
     tag: Option<String>,
     detached: bool,
     done: bool,
     requests: mpsc::WeakUnboundedSender<Request>,
     abandoned: Arc<Notify>,
+    capacity: usize,
 }
 
 impl Drop for Reply {
@@ -336,25 +366,26 @@ impl Reply {
     /// background job was cancelled. After the end, it keeps returning `Ok(None)`.
     pub async fn next_info(&mut self) -> Result<Option<Vec<String>>, Error> {
         while !self.done {
-            let response = self.rx.recv().await;
-            match response {
-                Some(Response::Info(words)) => return Ok(Some(words)),
-                Some(Response::Detached(tag)) => {
+            match self.lines.recv().await {
+                Some(Progress::Info(words)) => return Ok(Some(words)),
+                Some(Progress::Detached(tag)) => {
                     self.detached = true;
                     self.tag = Some(tag);
                     continue;
                 }
-                _ => {}
+                // Every line is read: the end follows (the dispatcher drops the line sender
+                // before it sends the end).
+                None => {}
             }
             self.done = true;
-            return match response {
-                Some(Response::Ok) => Ok(None),
-                Some(Response::Fail(failure)) => Err(Error::Failed(failure)),
-                Some(Response::Lost(reason)) => Err(Error::ConnectionLost(reason)),
-                Some(Response::Cancelled) => {
+            return match (&mut self.end).await {
+                Ok(End::Ok) => Ok(None),
+                Ok(End::Fail(failure)) => Err(Error::Failed(failure)),
+                Ok(End::Lost(reason)) => Err(Error::ConnectionLost(reason)),
+                Ok(End::Cancelled) => {
                     Err(Error::Cancelled { tag: self.tag.clone().unwrap_or_default() })
                 }
-                Some(Response::Info(_) | Response::Detached(_)) | None => Err(Error::Closed),
+                Err(_) => Err(Error::Closed),
             };
         }
         Ok(None)
@@ -415,18 +446,16 @@ impl Reply {
             return Err(Error::unexpected(&self.keyword, "not a background job"));
         };
         let requests = self.requests.upgrade().ok_or(Error::Closed)?;
-        let (replies, rx) = mpsc::unbounded_channel();
         let line = format_command(["BGCANCEL", &tag])?;
-        requests.send(Request { line, replies, cancels: Some(tag) }).map_err(|_| Error::Closed)?;
-        let reply = Reply {
-            keyword: "BGCANCEL".to_owned(),
-            rx,
-            tag: None,
-            detached: false,
-            done: false,
-            requests: self.requests.clone(),
-            abandoned: self.abandoned.clone(),
-        };
+        let (request, reply) = Request::new(
+            line,
+            Some(tag),
+            "BGCANCEL".to_owned(),
+            self.capacity,
+            self.requests.clone(),
+            self.abandoned.clone(),
+        );
+        requests.send(request).map_err(|_| Error::Closed)?;
         reply.ok().await
     }
 }
@@ -466,23 +495,70 @@ impl ServiceMessages {
 #[derive(Debug)]
 struct Request {
     line: String,
-    replies: mpsc::UnboundedSender<Response>,
+    /// The reply's lines, bounded: a full buffer holds up the dispatcher (backpressure).
+    lines: mpsc::Sender<Progress>,
+    /// The reply's end, sent once the line sender is gone.
+    end: oneshot::Sender<End>,
     /// For `BGCANCEL TAG`: the job that ends when the server says OK.
     cancels: Option<String>,
 }
 
 impl Request {
-    fn respond(&self, response: Response) {
-        // The caller may have dropped its reply; the command still ran.
-        let _ = self.replies.send(response);
+    /// A request and the reply that reads its answer.
+    fn new(
+        line: String,
+        cancels: Option<String>,
+        keyword: String,
+        capacity: usize,
+        requests: mpsc::WeakUnboundedSender<Request>,
+        abandoned: Arc<Notify>,
+    ) -> (Request, Reply) {
+        let (lines_tx, lines) = mpsc::channel(capacity);
+        let (end_tx, end) = oneshot::channel();
+        let request = Request { line, lines: lines_tx, end: end_tx, cancels };
+        let reply = Reply {
+            keyword,
+            lines,
+            end,
+            tag: None,
+            detached: false,
+            done: false,
+            requests,
+            abandoned,
+            capacity,
+        };
+        (request, reply)
+    }
+
+    /// Hands a line to the reply, waiting while its buffer is full.
+    async fn progress(&self, progress: Progress) {
+        // The caller may have dropped its reply; the command still runs.
+        let _ = self.lines.send(progress).await;
+    }
+
+    /// Ends the reply.
+    fn finish(self, end: End) {
+        let Request { lines, end: end_tx, .. } = self;
+        drop(lines);
+        let _ = end_tx.send(end);
+    }
+
+    /// Whether nobody reads the reply any more.
+    fn is_abandoned(&self) -> bool {
+        self.lines.is_closed()
     }
 }
 
-/// What the dispatcher tells a reply.
+/// A line for a reply.
 #[derive(Debug)]
-enum Response {
+enum Progress {
     Info(Vec<String>),
     Detached(String),
+}
+
+/// How a reply ends.
+#[derive(Debug)]
+enum End {
     Ok,
     Fail(Failure),
     Lost(Arc<Disconnect>),
@@ -520,7 +596,7 @@ where
         }
         let pending = self.foreground.take().into_iter().chain(self.queue.drain(..));
         for request in pending.chain(self.jobs.drain().map(|(_, r)| r)) {
-            request.respond(Response::Lost(reason.clone()));
+            request.finish(End::Lost(reason.clone()));
         }
     }
 
@@ -544,13 +620,13 @@ where
             // Once every handle is gone, only commands someone waits for keep the
             // connection: queued ones are still sent, and background jobs whose replies
             // were dropped are abandoned.
-            let waited_for = self.jobs.values().any(|job| !job.replies.is_closed());
+            let waited_for = self.jobs.values().any(|job| !job.is_abandoned());
             if !accepting && self.foreground.is_none() && !waited_for {
                 return None;
             }
             tokio::select! {
                 line = self.reader.next_line() => match line {
-                    Ok(Some(line)) => self.handle(&line),
+                    Ok(Some(line)) => self.handle(&line).await,
                     Ok(None) => return Some(Disconnect::Eof),
                     Err(reason) => return Some(reason),
                 },
@@ -563,19 +639,19 @@ where
         }
     }
 
-    fn handle(&mut self, line: &[u8]) {
+    async fn handle(&mut self, line: &[u8]) {
         let message = ServerMessage::parse(line);
         tracing::trace!(?message, "received");
         match message {
-            ServerMessage::Ok => self.finish_foreground(Response::Ok),
-            ServerMessage::Fail(failure) => self.finish_foreground(Response::Fail(failure)),
+            ServerMessage::Ok => self.finish_foreground(End::Ok),
+            ServerMessage::Fail(failure) => self.finish_foreground(End::Fail(failure)),
             ServerMessage::Info(words) => match &self.foreground {
-                Some(request) => request.respond(Response::Info(words)),
+                Some(request) => request.progress(Progress::Info(words)).await,
                 None => tracing::warn!("INFO with no command in flight; ignored"),
             },
             ServerMessage::BgDetach(tag) => match self.foreground.take() {
                 Some(request) => {
-                    request.respond(Response::Detached(tag.clone()));
+                    request.progress(Progress::Detached(tag.clone())).await;
                     if self.jobs.insert(tag.clone(), request).is_some() {
                         // A correct server fails the command with `tag-exists` instead; the
                         // older job's reply ends with `Error::Closed`.
@@ -585,15 +661,15 @@ where
                 None => tracing::warn!(%tag, "BGDETACH with no command in flight; ignored"),
             },
             ServerMessage::BgInfo(tag, words) => match self.jobs.get(&tag) {
-                Some(request) => request.respond(Response::Info(words)),
+                Some(request) => request.progress(Progress::Info(words)).await,
                 None => tracing::warn!(%tag, "BGINFO for an unknown job; ignored"),
             },
             ServerMessage::BgOk(tag) => match self.jobs.remove(&tag) {
-                Some(request) => request.respond(Response::Ok),
+                Some(request) => request.finish(End::Ok),
                 None => tracing::warn!(%tag, "BGOK for an unknown job; ignored"),
             },
             ServerMessage::BgFail(tag, failure) => match self.jobs.remove(&tag) {
-                Some(request) => request.respond(Response::Fail(failure)),
+                Some(request) => request.finish(End::Fail(failure)),
                 None => tracing::warn!(%tag, "BGFAIL for an unknown job; ignored"),
             },
             ServerMessage::Event(event) => {
@@ -611,16 +687,16 @@ where
         }
     }
 
-    fn finish_foreground(&mut self, response: Response) {
+    fn finish_foreground(&mut self, end: End) {
         let Some(request) = self.foreground.take() else {
             tracing::warn!("OK or FAIL with no command in flight; ignored");
             return;
         };
-        if matches!(response, Response::Ok) {
+        if matches!(end, End::Ok) {
             if let Some(job) = request.cancels.as_ref().and_then(|tag| self.jobs.remove(tag)) {
-                job.respond(Response::Cancelled);
+                job.finish(End::Cancelled);
             }
         }
-        request.respond(response);
+        request.finish(end);
     }
 }

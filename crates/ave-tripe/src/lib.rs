@@ -72,8 +72,8 @@ mod words;
 
 pub use crate::{
     client::{
-        Client, ClientBuilder, DEFAULT_EVENT_CAPACITY, DEFAULT_MAX_LINE_LEN, Events, Reply,
-        ServiceMessages,
+        Client, ClientBuilder, DEFAULT_EVENT_CAPACITY, DEFAULT_MAX_LINE_LEN,
+        DEFAULT_REPLY_CAPACITY, Events, Reply, ServiceMessages,
     },
     commands::{
         AddOptions, Address, HelpEntry, KeyValues, PingOptions, PingResult, ServerVersion,

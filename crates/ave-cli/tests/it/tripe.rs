@@ -250,3 +250,67 @@ fn watch_with_a_mask() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(text(&out.stderr), "FAIL bad-watch-option q\n");
 }
+
+/// The resident set of process `pid`, in KiB (`VmRSS` in `/proc/PID/status`).
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Issue 12, finding 9: against a server that streams INFO lines and never says OK, the
+/// lines reach stdout as they arrive and `ave tripe`'s memory stays flat (it grew to
+/// gigabytes while a few hundred kilobytes reached stdout). The test reads 16 MiB of
+/// output, sampling the resident set as it goes, and stops early if the bound is passed.
+#[test]
+fn endless_output_is_printed_as_it_arrives_in_flat_memory() {
+    /// Output read before the run counts as a pass.
+    const ENOUGH: usize = 16 << 20;
+    /// A generous bound on the resident set (a few MiB in practice).
+    const RSS_BOUND_KIB: u64 = 128 << 10;
+    let sim = Sim::start();
+    let words = format!("flood {}", "x".repeat(100));
+    sim.stream("FLOOD", format!("INFO {words}").as_bytes());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ave"))
+        .args(["tripe", "--socket", sim.path().to_str().unwrap(), "FLOOD"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run ave");
+    let pid = child.id();
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut stdout = BufReader::with_capacity(1 << 16, stdout);
+        let (mut read, mut lines, mut peak) = (0, 0u64, 0);
+        let mut line = String::new();
+        while read < ENOUGH {
+            line.clear();
+            match stdout.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+            assert_eq!(line.trim_end(), words, "line {lines}");
+            lines += 1;
+            if lines % 4096 == 1 {
+                peak = peak.max(rss_kib(pid).unwrap_or(0));
+                if peak > RSS_BOUND_KIB {
+                    break;
+                }
+            }
+        }
+        let _ = tx.send((read, peak));
+    });
+    // The generous time bound only ends a failing run; the verdict is the memory.
+    let outcome = rx.recv_timeout(Duration::from_secs(120));
+    let _ = child.kill();
+    let _ = child.wait();
+    let (read, peak) = outcome.expect("reading the output timed out");
+    assert!(peak > 0, "the resident set of ave was never read");
+    assert!(
+        peak <= RSS_BOUND_KIB,
+        "ave tripe's resident set reached {peak} KiB while {read} bytes reached stdout"
+    );
+    assert!(read >= ENOUGH, "only {read} bytes reached stdout");
+}
