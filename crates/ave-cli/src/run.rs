@@ -15,13 +15,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ave::cmd::{Argv, Error, ExitStatus, Options, run_async};
+use ave::cmd::{Argv, Error, ExitStatus, Input, Options, run_bg};
 use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::duration::{nonzero, parse_duration};
 
 /// Arguments of `ave run`.
+///
+/// Stdin is forwarded to the command's terminal, which echoes it as a terminal does; its
+/// end is the terminal's end-of-file character, so `echo hi | ave run -- cat` ends. A
+/// terminal stdin is raw while the command runs and lends it its window size.
 ///
 /// Options come before the command: the first word that is not an option (or whatever
 /// follows `--`) is the command, and every word after it is the command's. A misspelt
@@ -52,8 +56,13 @@ pub(crate) struct Args {
     cmd: Vec<String>,
 }
 
-/// The exit codes, for `--help`.
+/// Input and exit codes, for `--help`.
 const EXIT_CODES_HELP: &str = "\
+Input: stdin is forwarded to the command's terminal, which echoes it as terminals do; the
+end of stdin is the terminal's end-of-file character (Ctrl-D), so `echo hi | ave run -- cat`
+ends. A terminal stdin is raw while the command runs (keys, Ctrl-C included, go to the
+command) and its window size, changes included, is the command's.
+
 Exit codes:
   N        the command exited with code N
   128+N    the command was killed by signal N, or `ave run` got the terminating signal N
@@ -101,17 +110,43 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         options.output(Tee { stdout: io::stdout(), file }).keep_output(false)
     };
 
+    // Stdin is forwarded to the command's terminal; a terminal stdin lends its window size
+    // and is raw for the run (restored when `raw` is dropped, on every way out of here).
+    let input = Input::stdin();
+    if let Some(size) = input.as_ref().ok().and_then(Input::window_size) {
+        options = options.window_size(size.rows, size.cols);
+    }
+    let raw = match &input {
+        Ok(input) if input.is_terminal() => match input.raw_mode() {
+            Ok(raw) => Some(raw),
+            Err(error) => {
+                tracing::warn!(%error, "cannot put the terminal in raw mode");
+                None
+            }
+        },
+        _ => None,
+    };
+
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let started = Instant::now();
     let outcome = runtime.block_on(async {
         // Listen before the command starts, so no signal finds the default action.
         let mut signals = listen(&terminating_signals())?;
+        let run = async {
+            let background = run_bg(argv.clone(), &options)?;
+            match input {
+                Ok(input) => background.output_async_with_input(input).await,
+                Err(_) => background.output_async().await,
+            }
+        };
         // Dropping the run on a signal kills the command's whole session.
         anyhow::Ok(tokio::select! {
-            result = run_async(argv.clone(), &options) => Outcome::Ran(result),
+            result = run => Outcome::Ran(result),
             Some(signal) = signals.recv() => Outcome::Signal(signal),
         })
-    })?;
+    });
+    drop(raw);
+    let outcome = outcome?;
     let duration = started.elapsed();
     let result = match outcome {
         Outcome::Ran(result) => result,

@@ -16,7 +16,7 @@ use nix::{
 use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::{
-    Argv, Error, ExitStatus, Options, Output, Pid, WindowSize,
+    Argv, Error, ExitStatus, Input, Options, Output, Pid, WindowSize,
     session::{self, Member},
     spawn::Started,
     sys,
@@ -688,9 +688,53 @@ impl Background {
     ///
     /// As [`Background::output`], and [`Error::Os`] if there is no tokio runtime with IO
     /// and time enabled.
-    pub async fn output_async(mut self) -> Result<Output, Error> {
+    pub async fn output_async(self) -> Result<Output, Error> {
+        self.output_async_inner(None).await
+    }
+
+    /// [`Background::output_async`], forwarding `input` to the command's terminal while
+    /// it runs: data as it comes (never more than one read ahead, so memory stays bounded
+    /// whatever the command does with it), then, at the end of the input, the terminal's
+    /// end-of-file character (see [`Input`]). When the input is a terminal, changes of its
+    /// window size (`SIGWINCH`) are passed on to the command's terminal; this installs a
+    /// process-wide `SIGWINCH` handler (tokio's), which stays.
+    ///
+    /// The input's own terminal settings are not touched here: see [`Input::raw_mode`].
+    /// Forwarding stops when the command exits.
+    ///
+    /// # Errors
+    ///
+    /// As [`Background::output_async`], and [`Error::Os`] if the input cannot be
+    /// registered with the runtime or the `SIGWINCH` handler cannot be installed. A
+    /// failing read of the input ends the input; a failing write to the terminal stops
+    /// the forwarding; neither ends the run.
+    pub async fn output_async_with_input(self, mut input: Input) -> Result<Output, Error> {
+        let argv = &self.argv;
+        input.register().map_err(|e| os_error(argv, "registering the input", e))?;
+        let winch = if input.is_terminal() {
+            let kind = tokio::signal::unix::SignalKind::window_change();
+            let winch = tokio::signal::unix::signal(kind)
+                .map_err(|e| os_error(argv, "handling SIGWINCH", e))?;
+            Some(winch)
+        } else {
+            None
+        };
+        let mut forward = Forward {
+            input,
+            winch,
+            read_buf: vec![0; INPUT_BUF_SIZE],
+            pending: Vec::new(),
+            written: 0,
+            last: None,
+            input_ended: false,
+            stopped: false,
+        };
+        self.output_async_inner(Some(&mut forward)).await
+    }
+
+    async fn output_async_inner(mut self, forward: Option<&mut Forward>) -> Result<Output, Error> {
         let mut collector = Collector::new(&self.options);
-        match self.collect_async(&mut collector).await {
+        match self.collect_async(&mut collector, forward).await {
             Ok(()) => {
                 let status = self.reap()?;
                 Ok(self.finish(status, collector))
@@ -708,6 +752,7 @@ impl Background {
     async fn collect_async(
         &mut self,
         collector: &mut Collector,
+        mut forward: Option<&mut Forward>,
     ) -> Result<(), Result<Stop, Error>> {
         let argv = &self.argv;
         self.master
@@ -752,9 +797,27 @@ impl Background {
                 Read(io::Result<Chunk>),
                 Exited,
                 Timer,
+                Input(io::Result<usize>),
+                Wrote(io::Result<usize>),
+                Resize,
             }
             let (Handle::Async(master), Handle::Async(pidfd)) = (&self.master, &self.pidfd) else {
                 unreachable!("registered above")
+            };
+            let forwarding = !self.exited && forward.as_ref().is_some_and(|f| !f.stopped);
+            let (want_input, want_write, want_resize) = match &forward {
+                Some(f) if forwarding => (
+                    !f.input_ended && f.pending.is_empty(),
+                    !f.pending.is_empty(),
+                    f.winch.is_some(),
+                ),
+                _ => (false, false, false),
+            };
+            let (input_read, pending, winch) = match forward.as_deref_mut() {
+                Some(f) => {
+                    (Some((&f.input, &mut f.read_buf)), &f.pending[f.written..], f.winch.as_mut())
+                }
+                None => (None, &[][..], None),
             };
             // Unbiased: tokio polls the branches in a random order, so the child's exit is
             // noticed even while the terminal is always readable.
@@ -767,8 +830,31 @@ impl Background {
                     Event::Exited
                 }
                 () = sleep.as_mut() => Event::Timer,
+                read = read_input(input_read), if want_input => Event::Input(read),
+                wrote = write_async(master, pending), if want_write => Event::Wrote(wrote),
+                () = recv_winch(winch), if want_resize => Event::Resize,
             };
+            if let Some(f) = forward.as_deref_mut() {
+                match event {
+                    Event::Input(read) => {
+                        f.input_read(read, master.get_ref().as_fd());
+                        continue;
+                    }
+                    Event::Wrote(wrote) => {
+                        f.wrote(wrote);
+                        continue;
+                    }
+                    Event::Resize => {
+                        if let Err(error) = f.input.copy_window_size(master.get_ref().as_fd()) {
+                            tracing::debug!(%error, "cannot pass the window size on");
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
             match event {
+                Event::Input(_) | Event::Wrote(_) | Event::Resize => {}
                 Event::Read(Ok(Chunk::Data(n))) => collector.chunk(&buf[..n]),
                 Event::Read(Ok(Chunk::Again | Chunk::Eof)) => self.eof = true,
                 Event::Read(Err(error)) => return Err(Ok(Stop::Os("reading the pty", error))),
@@ -863,6 +949,100 @@ async fn wait_gone_async(
 
 fn os_error(argv: &Argv, operation: &'static str, source: io::Error) -> Error {
     Error::Os { cmd: argv.as_slice().to_vec(), operation, source }
+}
+
+/// Size of the buffer input is read into: one read ahead of the command at most.
+const INPUT_BUF_SIZE: usize = 4096;
+
+/// The state of forwarding an [`Input`] to the pty.
+#[derive(Debug)]
+struct Forward {
+    input: Input,
+    winch: Option<tokio::signal::unix::Signal>,
+    read_buf: Vec<u8>,
+    /// Read but not yet written to the pty (from `written` on).
+    pending: Vec<u8>,
+    written: usize,
+    /// The last byte forwarded, to end an unfinished line before the end of input.
+    last: Option<u8>,
+    input_ended: bool,
+    /// The pty refused input (the command is gone); nothing more is forwarded.
+    stopped: bool,
+}
+
+impl Forward {
+    fn input_read(&mut self, read: io::Result<usize>, master: BorrowedFd<'_>) {
+        match read {
+            Ok(n) if n > 0 => {
+                self.pending.extend_from_slice(&self.read_buf[..n]);
+                self.last = Some(self.read_buf[n - 1]);
+            }
+            other => {
+                if let Err(error) = other {
+                    tracing::debug!(%error, "reading the input failed; treating it as its end");
+                }
+                self.input_ended = true;
+                self.pending = crate::input::end_of_input(master, self.last);
+                tracing::trace!(eof_chars = self.pending.len(), "end of input");
+            }
+        }
+    }
+
+    fn wrote(&mut self, wrote: io::Result<usize>) {
+        match wrote {
+            Ok(n) => {
+                self.written += n;
+                if self.written >= self.pending.len() {
+                    self.pending.clear();
+                    self.written = 0;
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, "the terminal takes no more input");
+                self.stopped = true;
+                self.pending.clear();
+                self.written = 0;
+            }
+        }
+    }
+}
+
+/// Reads the input if there is one, otherwise never ready.
+async fn read_input(input: Option<(&Input, &mut Vec<u8>)>) -> io::Result<usize> {
+    match input {
+        Some((input, buf)) => input.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for a `SIGWINCH` if there is a stream for it, otherwise never ready.
+async fn recv_winch(winch: Option<&mut tokio::signal::unix::Signal>) {
+    match winch {
+        Some(winch) => {
+            if winch.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes to the master once it is writable; cancel-safe.
+async fn write_async(master: &AsyncFd<OwnedFd>, data: &[u8]) -> io::Result<usize> {
+    loop {
+        let mut guard = master.writable().await?;
+        match guard.try_io(|fd| {
+            loop {
+                match nix::unistd::write(fd.get_ref(), data) {
+                    Err(Errno::EINTR) => {}
+                    other => return other.map_err(io::Error::from),
+                }
+            }
+        }) {
+            Ok(result) => return result,
+            Err(_would_block) => {}
+        }
+    }
 }
 
 /// [`read_async`] if there is a master, otherwise never ready.

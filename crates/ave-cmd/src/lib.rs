@@ -15,6 +15,10 @@
 //!   a zombie or an open pty.
 //! - [`Options`] sets the timeout, working directory, an output [`Sink`] that gets every
 //!   chunk as it arrives, debug tracing, environment changes and the window size.
+//! - [`Input`] is input for a command's terminal: [`Background::output_async_with_input`]
+//!   forwards it (usually stdin) as if typed, turns its end into the terminal's
+//!   end-of-file character, and passes window-size changes on; [`RawMode`] keeps a
+//!   terminal raw for the run.
 //! - [`Error`] says why a command did not run to its end, and converts into the
 //!   original's wire exceptions (`Timeout`, `RunError`) as an
 //!   [`AveException`](ave_exceptions::AveException).
@@ -65,6 +69,7 @@
 mod argv;
 mod background;
 mod error;
+mod input;
 mod options;
 mod output;
 mod session;
@@ -77,6 +82,7 @@ pub use crate::{
     argv::Argv,
     background::Background,
     error::Error,
+    input::{Input, RawMode},
     options::{Options, Sink, WindowSize},
     output::{ExitStatus, Output, Pid},
 };

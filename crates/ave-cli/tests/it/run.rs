@@ -3,7 +3,7 @@
 
 use std::{
     fs,
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Write},
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -313,4 +313,171 @@ fn terminating_signals_end_the_whole_session() {
         assert_eq!(status.code(), Some(128 + number), "SIG{signal}: {status:?}");
         assert_eq!(live_in_session(&sid), Vec::<String>::new(), "SIG{signal}");
     }
+}
+
+/// `ave run` wrapped in coreutils `timeout`, so a run that would hang fails instead.
+fn bounded_run(args: &[&str]) -> Command {
+    let mut command = Command::new("timeout");
+    command.args(["-s", "KILL", "30", env!("CARGO_BIN_EXE_ave"), "run"]).args(args);
+    command
+}
+
+/// Piped stdin reaches the command, and its end becomes the terminal's end of file, so
+/// `echo piped | ave run -- cat` finishes (the terminal echoes the input, as under
+/// `script`). An unfinished last line ends too.
+#[test]
+fn piped_input_is_forwarded_and_its_end_ends_the_command() {
+    for (input, expected) in
+        [(&b"piped\n"[..], &b"piped\r\npiped\r\n"[..]), (b"abc", b"abcabc"), (b"", b"")]
+    {
+        let mut child = bounded_run(&["--", "cat"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{input:?}: {out:?}");
+        assert_eq!(out.stdout, expected, "{input:?}");
+    }
+}
+
+/// More input than any buffer, to a command that reads it all: nothing is lost or
+/// reordered, and the run ends.
+#[test]
+fn large_piped_input_arrives_whole() {
+    let dir = TempDir::new();
+    let file = dir.path().join("input");
+    let line = "0123456789".repeat(10);
+    let text: String = (0..3000).map(|i| format!("{i} {line}\n")).collect();
+    fs::write(&file, &text).unwrap();
+    let out = bounded_run(&["--", "sh", "-c", "stty -echo; cksum"])
+        .stdin(fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let expected = Command::new("cksum").stdin(fs::File::open(&file).unwrap()).output().unwrap();
+    let ours = String::from_utf8(out.stdout).unwrap();
+    let theirs = String::from_utf8(expected.stdout).unwrap();
+    assert!(ours.ends_with(&theirs.replace('\n', "\r\n")), "{ours:?} vs {theirs:?}");
+}
+
+/// `ave run -- cat </dev/null` finishes: the end of an empty input is an end of file too.
+#[test]
+fn dev_null_input_ends_the_command() {
+    let out = bounded_run(&["--", "cat"]).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, b"");
+    let out = bounded_run(&["--", "sh", "-c", "read line; echo \"read: $?\""])
+        .stdin(fs::File::open("/dev/null").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"read: 1\r\n", "{out:?}");
+}
+
+/// A terminal to stand for the user's: a pty this test opens, whose slave is `ave run`'s
+/// stdin.
+struct Terminal {
+    master: std::fs::File,
+    slave: std::os::fd::OwnedFd,
+    path: PathBuf,
+}
+
+impl Terminal {
+    fn open(rows: u16, cols: u16) -> Terminal {
+        let size = nix::pty::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        let pty = nix::pty::openpty(Some(&size), None).unwrap();
+        let path = nix::unistd::ttyname(&pty.slave).unwrap();
+        Terminal { master: std::fs::File::from(pty.master), slave: pty.slave, path }
+    }
+
+    fn settings(&self) -> nix::sys::termios::Termios {
+        nix::sys::termios::tcgetattr(&self.slave).unwrap()
+    }
+
+    /// `ave run ARGS` with this terminal as stdin and stdout piped.
+    fn spawn(&self, args: &[&str]) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ave"))
+            .arg("run")
+            .args(args)
+            .stdin(self.slave.try_clone().unwrap())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        (child, stdout)
+    }
+}
+
+fn read_line(reader: &mut impl BufRead) -> String {
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    line
+}
+
+fn same_mode(a: &nix::sys::termios::Termios, b: &nix::sys::termios::Termios) -> bool {
+    a.local_flags == b.local_flags
+        && a.input_flags == b.input_flags
+        && a.output_flags == b.output_flags
+        && a.control_flags == b.control_flags
+}
+
+/// With a terminal as stdin: it is raw while the command runs (keys reach the command
+/// unchanged), the command's terminal starts with its window size and follows its changes
+/// (SIGWINCH), and its settings are restored when `ave run` ends, normally or by a signal.
+#[test]
+fn a_terminal_stdin_is_raw_for_the_run_follows_the_window_and_is_restored() {
+    use nix::sys::termios::LocalFlags;
+
+    let mut terminal = Terminal::open(30, 100);
+    let cooked = terminal.settings();
+    assert!(cooked.local_flags.contains(LocalFlags::ICANON | LocalFlags::ECHO));
+    let script = "import os, signal\n\
+        signal.alarm(20)\n\
+        size = lambda: print('size', *os.get_terminal_size(0), flush=True)\n\
+        signal.signal(signal.SIGWINCH, lambda *_: size())\n\
+        size()\n\
+        print('read', repr(os.read(0, 10)), flush=True)\n";
+    let (mut child, mut stdout) =
+        terminal.spawn(&["--timeout", "30", "--", "python3", "-c", script]);
+    assert_eq!(read_line(&mut stdout), "size 100 30\r\n");
+
+    let raw = terminal.settings();
+    for flag in [LocalFlags::ICANON, LocalFlags::ECHO, LocalFlags::ISIG] {
+        assert!(!raw.local_flags.contains(flag), "{flag:?} is still on while the command runs");
+    }
+
+    // The user's terminal changes size: the command sees it.
+    let stty = Command::new("stty")
+        .args(["-F", terminal.path.to_str().unwrap(), "rows", "40", "cols", "120"])
+        .status()
+        .unwrap();
+    assert!(stty.success());
+    let kill = Command::new("kill").args(["-WINCH", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    assert_eq!(read_line(&mut stdout), "size 120 40\r\n");
+
+    // A key typed in raw mode (no newline needed on our side): the command's own
+    // terminal turns the carriage return into its newline.
+    terminal.master.write_all(b"q\r").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(rest.ends_with("read b'q\\n'\r\n"), "{rest:?}");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(same_mode(&terminal.settings(), &cooked), "the terminal's settings are restored");
+
+    // Ended by a signal: restored as well.
+    let script = "import time; print('ready', flush=True); time.sleep(30)";
+    let (mut child, mut stdout) =
+        terminal.spawn(&["--timeout", "30", "--", "python3", "-c", script]);
+    assert_eq!(read_line(&mut stdout), "ready\r\n");
+    assert!(!terminal.settings().local_flags.contains(LocalFlags::ICANON));
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    assert!(same_mode(&terminal.settings(), &cooked), "restored after SIGTERM");
 }

@@ -8,6 +8,7 @@
 //! - `session`: timeouts and the end of a run end the whole session; daemons survive;
 //! - `background`: `run_bg` and `Background`;
 //! - `asynchronous`: the async API inside tokio;
+//! - `input`: forwarding input to the command's terminal;
 //! - `leaks`: no descriptor, pty or zombie is left behind.
 //!
 //! Tests that count this process's descriptors or children take [`exclusive`]; every
@@ -17,6 +18,7 @@
 mod asynchronous;
 mod background;
 mod child;
+mod input;
 mod leaks;
 mod options;
 mod original;
