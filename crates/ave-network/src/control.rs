@@ -11,22 +11,38 @@
 //! identity, the partial input and the unsent output) and served again by this or another
 //! `Control` ([`ControlHandle::adopt_connection`]).
 
+mod builder;
+pub(crate) mod defjoin;
+pub(crate) mod dispatch;
+mod handle;
+pub(crate) mod hickup;
+mod into_process;
+pub(crate) mod service;
+pub(crate) mod session;
+pub(crate) mod shared;
+pub(crate) mod signals;
+
+pub use crate::control::{
+    builder::ControlBuilder,
+    handle::ControlHandle,
+    service::{Context, Params, RawArgs, RpcResult, Service, ServiceBuilder, params, type_error},
+};
+pub(crate) use crate::control::{
+    builder::Listen,
+    shared::{Adoption, AdoptionSource, Command, Config, ConnShared, Shared, ShutdownSignal, lock},
+};
+
 use std::{
-    collections::HashMap,
     fmt,
     net::{SocketAddr, TcpListener},
-    os::fd::OwnedFd,
     panic::AssertUnwindSafe,
-    sync::{
-        Arc, Mutex, MutexGuard,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
 use ave_exceptions::AveException;
 use tokio::{
-    sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch},
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
     task::JoinSet,
     time::Instant,
 };
@@ -34,10 +50,9 @@ use tokio::{
 use crate::{
     Address, Connection, ConnectionParts, Error,
     connection::LOCALHOST,
+    control::session::Phase,
     frame::DEFAULT_MAX_FRAME,
     handshake::{DigestPolicy, Keys},
-    service::Service,
-    session::{self, Phase},
 };
 
 /// The default limit on concurrent connections.
@@ -56,7 +71,7 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Identifies a connection of a `Control`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionId(u64);
+pub struct ConnectionId(pub(crate) u64);
 
 impl ConnectionId {
     /// The number.
@@ -130,337 +145,6 @@ pub enum Stopped {
     Replaced,
 }
 
-/// The per-connection record shared between the connection's task, the table and the
-/// method contexts.
-pub(crate) struct ConnShared {
-    pub(crate) id: ConnectionId,
-    pub(crate) address: Address,
-    identity: Mutex<Option<String>>,
-    established: AtomicBool,
-    detach: Mutex<Option<oneshot::Sender<Result<DetachedConnection, Error>>>>,
-    pub(crate) wake: tokio::sync::Notify,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl ConnShared {
-    pub(crate) fn identity(&self) -> Option<String> {
-        lock(&self.identity).clone()
-    }
-
-    pub(crate) fn set_identity(&self, identity: Option<String>) {
-        *lock(&self.identity) = identity;
-    }
-
-    pub(crate) fn is_established(&self) -> bool {
-        self.established.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn set_established(&self) {
-        self.established.store(true, Ordering::Release);
-    }
-
-    pub(crate) fn detach_requested(&self) -> bool {
-        lock(&self.detach).is_some()
-    }
-
-    pub(crate) fn take_detach_request(
-        &self,
-    ) -> Option<oneshot::Sender<Result<DetachedConnection, Error>>> {
-        lock(&self.detach).take()
-    }
-
-    pub(crate) fn info(&self) -> ConnectionInfo {
-        ConnectionInfo {
-            id: self.id,
-            address: self.address.clone(),
-            identity: self.identity(),
-            established: self.is_established(),
-        }
-    }
-}
-
-/// The shutdown in progress, as connection tasks see it.
-#[derive(Clone)]
-pub(crate) struct ShutdownSignal {
-    /// What to send every connection, if anything.
-    pub(crate) details: Option<AveException>,
-    /// When connection tasks must be done.
-    pub(crate) deadline: Instant,
-}
-
-/// What the event loop is asked to do.
-pub(crate) enum Command {
-    Stop,
-    Shutdown(Option<AveException>),
-    Exit(AveException),
-    StopListening(oneshot::Sender<()>),
-    Adopt(Adoption),
-    TakeListener(oneshot::Sender<Option<TcpListener>>),
-    SetListener(TcpListener, oneshot::Sender<Result<(), Error>>),
-    Replaced,
-}
-
-/// A connection to serve that did not come from the listener.
-pub(crate) struct Adoption {
-    conn: Arc<ConnShared>,
-    source: AdoptionSource,
-    phase: Phase,
-}
-
-enum AdoptionSource {
-    Tokio(Connection),
-    Parts(ConnectionParts),
-}
-
-/// The settings of a `Control`.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) name: String,
-    pub(crate) digest: DigestPolicy,
-    pub(crate) interval: Option<Duration>,
-    pub(crate) max_frame: usize,
-    pub(crate) handshake_timeout: Duration,
-    pub(crate) max_connections: usize,
-    pub(crate) linger: Duration,
-    pub(crate) handle_signals: bool,
-    pub(crate) home: Option<std::path::PathBuf>,
-}
-
-/// What a `Control`, its handles, its connection tasks and its method contexts share.
-pub(crate) struct Shared {
-    pub(crate) service: Service,
-    pub(crate) keys: Keys,
-    pub(crate) config: Config,
-    conns: Mutex<HashMap<ConnectionId, Arc<ConnShared>>>,
-    next_id: AtomicU64,
-    commands: mpsc::UnboundedSender<Command>,
-    pub(crate) shutdown: watch::Sender<Option<ShutdownSignal>>,
-    pub(crate) activity: AtomicU64,
-    local_addr: Mutex<Option<SocketAddr>>,
-    listening: AtomicBool,
-    /// The deferred joins ([`ControlHandle::join_later`]).
-    pub(crate) reaper: crate::defjoin::Reaper,
-    /// Signal handling installed before [`Control::run`] (by a child serving the Control).
-    pub(crate) signals: Mutex<Option<crate::signals::ControlSignals>>,
-}
-
-impl Shared {
-    pub(crate) fn send(&self, command: Command) {
-        // The receiver lives as long as the event loop; after it, commands have nothing to do.
-        let _ = self.commands.send(command);
-    }
-
-    pub(crate) fn new_conn(&self, address: Address, identity: Option<String>) -> Arc<ConnShared> {
-        let id = ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let conn = Arc::new(ConnShared {
-            id,
-            address,
-            identity: Mutex::new(identity),
-            established: AtomicBool::new(false),
-            detach: Mutex::new(None),
-            wake: tokio::sync::Notify::new(),
-        });
-        lock(&self.conns).insert(id, conn.clone());
-        conn
-    }
-
-    pub(crate) fn forget(&self, id: ConnectionId) {
-        lock(&self.conns).remove(&id);
-    }
-
-    fn conn(&self, id: ConnectionId) -> Result<Arc<ConnShared>, Error> {
-        lock(&self.conns)
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| Error::Invalid(format!("no such connection: {id}")))
-    }
-}
-
-/// Declares a [`Control`]; see [`Control::builder`].
-#[derive(Debug)]
-pub struct ControlBuilder {
-    service: Service,
-    listen: Listen,
-    keys: Keys,
-    config: Config,
-}
-
-#[derive(Debug)]
-enum Listen {
-    Addr(SocketAddr),
-    Listener(TcpListener),
-    Nothing,
-}
-
-impl ControlBuilder {
-    /// Listens on `addr` (default `127.0.0.1:0`, a free port on the loopback interface).
-    #[must_use]
-    pub fn bind(mut self, addr: SocketAddr) -> ControlBuilder {
-        self.listen = Listen::Addr(addr);
-        self
-    }
-
-    /// Serves on an existing listening socket, such as one from
-    /// [`find_free_port`](crate::find_free_port) or one inherited from another process.
-    #[must_use]
-    pub fn listener(mut self, listener: TcpListener) -> ControlBuilder {
-        self.listen = Listen::Listener(listener);
-        self
-    }
-
-    /// Serves on an existing listening socket given as a descriptor.
-    #[must_use]
-    pub fn listener_fd(self, fd: OwnedFd) -> ControlBuilder {
-        self.listener(TcpListener::from(fd))
-    }
-
-    /// Serves no listener at all: only connections added with
-    /// [`ControlHandle::add_connection`] or adopted.
-    #[must_use]
-    pub fn no_listener(mut self) -> ControlBuilder {
-        self.listen = Listen::Nothing;
-        self
-    }
-
-    /// The primary key (`None`: no primary key). An empty key is a key that matches
-    /// clients without one, yet does not pass `auth`.
-    #[must_use]
-    pub fn authkey(mut self, key: Option<&str>) -> ControlBuilder {
-        let mut keys = Keys::new(key);
-        for (name, key) in self.keys.accounts() {
-            keys.set_account(name, key);
-        }
-        self.keys = keys;
-        self
-    }
-
-    /// An account and its key (the original's `alt_keys`); `None` for an account without
-    /// a key (which opens `preauth` methods naming it, see
-    /// [`Keys::preauth_allows`](crate::handshake::Keys::preauth_allows)).
-    #[must_use]
-    pub fn account(mut self, name: &str, key: Option<&str>) -> ControlBuilder {
-        self.keys.set_account(name, key);
-        self
-    }
-
-    /// Replaces the whole key table.
-    #[must_use]
-    pub fn keys(mut self, keys: Keys) -> ControlBuilder {
-        self.keys = keys;
-        self
-    }
-
-    /// Which handshake digests to offer and accept (default: MD5 only, the original's
-    /// handshake byte for byte).
-    #[must_use]
-    pub fn digest(mut self, policy: DigestPolicy) -> ControlBuilder {
-        self.config.digest = policy;
-        self
-    }
-
-    /// Calls the idle hook after this much quiet time (`None`, the default: never).
-    /// Intervals below [`MIN_INTERVAL`] are raised to it.
-    #[must_use]
-    pub fn interval(mut self, interval: Option<Duration>) -> ControlBuilder {
-        self.config.interval = interval.map(|i| i.max(MIN_INTERVAL));
-        self
-    }
-
-    /// The largest request frame accepted (default 64 MiB). A larger header gets the
-    /// original's "invalid RPC" answer and a disconnect.
-    #[must_use]
-    pub fn max_frame(mut self, max: usize) -> ControlBuilder {
-        self.config.max_frame = max;
-        self
-    }
-
-    /// How long a client has to answer the challenge (default 30 s); then the connection
-    /// is closed.
-    #[must_use]
-    pub fn handshake_timeout(mut self, timeout: Duration) -> ControlBuilder {
-        self.config.handshake_timeout = timeout;
-        self
-    }
-
-    /// At most this many connections at once (default 16,384). Beyond it the server stops
-    /// accepting (new clients wait in the kernel's backlog) until a connection ends.
-    #[must_use]
-    pub fn max_connections(mut self, max: usize) -> ControlBuilder {
-        self.config.max_connections = max.max(1);
-        self
-    }
-
-    /// The bound on a shutdown (default 1 s): calls in progress may finish and the last
-    /// replies and exit messages are delivered within it; then everything is closed.
-    #[must_use]
-    pub fn linger(mut self, linger: Duration) -> ControlBuilder {
-        self.config.linger = linger;
-        self
-    }
-
-    /// Shuts down cleanly on SIGTERM and writes a hickup dump on SIGUSR1
-    /// ([`ControlHandle::hickup`]) (default: off). The handlers are installed for the
-    /// whole process when [`Control::run`] starts. A `Control` served by a child
-    /// ([`Control::into_process`]) always handles both.
-    #[must_use]
-    pub fn handle_signals(mut self, on: bool) -> ControlBuilder {
-        self.config.handle_signals = on;
-        self
-    }
-
-    /// The AVE home directory: hickup dumps go to `<home>/.ave/hickup/` (default: `HOME`).
-    #[must_use]
-    pub fn home(mut self, home: impl Into<std::path::PathBuf>) -> ControlBuilder {
-        self.config.home = Some(home.into());
-        self
-    }
-
-    /// The process name of the service, for logs (default `ave-<service name>`).
-    #[must_use]
-    pub fn name(mut self, name: impl Into<String>) -> ControlBuilder {
-        self.config.name = name.into();
-        self
-    }
-
-    /// Binds the listener (if an address was given) and makes the `Control`. No runtime is
-    /// needed until [`Control::run`].
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] if the address cannot be bound or the socket is not usable.
-    pub fn build(self) -> Result<Control, Error> {
-        let listener = match self.listen {
-            Listen::Addr(addr) => Some(crate::connection::bind(addr)?),
-            Listen::Listener(l) => Some(l),
-            Listen::Nothing => None,
-        };
-        let local_addr = match &listener {
-            Some(l) => Some(l.local_addr().map_err(|e| Error::io("get the listening address", e))?),
-            None => None,
-        };
-        let (commands, commands_rx) = mpsc::unbounded_channel();
-        let (shutdown, _) = watch::channel(None);
-        let shared = Arc::new(Shared {
-            service: self.service,
-            keys: self.keys,
-            config: self.config,
-            conns: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-            commands,
-            shutdown,
-            activity: AtomicU64::new(0),
-            local_addr: Mutex::new(local_addr),
-            listening: AtomicBool::new(listener.is_some()),
-            reaper: crate::defjoin::Reaper::new(),
-            signals: Mutex::new(None),
-        });
-        Ok(Control { shared, listener, commands: commands_rx })
-    }
-}
-
 /// The RPC server: a listening socket, a service, and the event loop that serves them.
 ///
 /// ```no_run
@@ -480,9 +164,9 @@ impl ControlBuilder {
 /// # }
 /// ```
 pub struct Control {
-    shared: Arc<Shared>,
-    listener: Option<TcpListener>,
-    commands: mpsc::UnboundedReceiver<Command>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) listener: Option<TcpListener>,
+    pub(crate) commands: mpsc::UnboundedReceiver<Command>,
 }
 
 impl fmt::Debug for Control {
@@ -529,7 +213,7 @@ impl Control {
         let mut slot = lock(&self.shared.signals);
         if self.shared.config.handle_signals && slot.is_none() {
             *slot = Some(
-                crate::signals::ControlSignals::install()
+                crate::control::signals::ControlSignals::install()
                     .map_err(|e| Error::io("install the SIGTERM and SIGUSR1 handling", e))?,
             );
         }
@@ -583,7 +267,7 @@ impl Control {
         let mut signals = match lock(&shared.signals).take() {
             Some(installed) => Some(installed),
             None if shared.config.handle_signals => Some(
-                crate::signals::ControlSignals::install()
+                crate::control::signals::ControlSignals::install()
                     .map_err(|e| Error::io("install the SIGTERM and SIGUSR1 handling", e))?,
             ),
             None => None,
@@ -644,12 +328,12 @@ impl Control {
                     }
                     Some(Command::Replaced) => break Stopped::Replaced,
                 },
-                Some(signal) = crate::signals::next(&mut signals) => match signal {
-                    crate::signals::ControlSignal::Terminate => break Stopped::Signal(nix::libc::SIGTERM),
-                    crate::signals::ControlSignal::Hickup => crate::hickup::on_signal(&handle),
+                Some(signal) = crate::control::signals::next(&mut signals) => match signal {
+                    crate::control::signals::ControlSignal::Terminate => break Stopped::Signal(nix::libc::SIGTERM),
+                    crate::control::signals::ControlSignal::Hickup => crate::control::hickup::on_signal(&handle),
                 },
-                (pid, joined) = crate::defjoin::next(&mut reaper) => {
-                    crate::defjoin::joined(&handle, pid, joined);
+                (pid, joined) = crate::control::defjoin::next(&mut reaper) => {
+                    crate::control::defjoin::joined(&handle, pid, joined);
                 }
                 accepted = accept(listener.as_ref(), &permits), if listener.is_some() && accept_pause.is_none() => {
                     match accepted {
@@ -785,215 +469,4 @@ async fn accept(
     let permit = permits.clone().acquire_owned().await.map_err(std::io::Error::other)?;
     let (stream, peer) = listener.accept().await?;
     Ok((stream, peer, permit))
-}
-
-/// Controls a running (or not yet running) [`Control`] from anywhere: its methods, its
-/// hooks, other tasks. Cheap to clone.
-#[derive(Clone)]
-pub struct ControlHandle {
-    pub(crate) shared: Arc<Shared>,
-}
-
-impl fmt::Debug for ControlHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ControlHandle").field("service", &self.shared.service.name()).finish()
-    }
-}
-
-impl ControlHandle {
-    /// Stops the server: the event loop ends and the shutdown runs with no exit message.
-    /// A method that calls this still gets its reply delivered.
-    pub fn stop(&self) {
-        self.shared.send(Command::Stop);
-    }
-
-    /// Shuts the server down, sending `details` (an `Exit`, typically) to every
-    /// connection first, as the original's `shutdown(details)`.
-    pub fn shutdown(&self, details: Option<AveException>) {
-        self.shared.send(Command::Shutdown(details));
-    }
-
-    /// Closes the listener: new connects are refused, existing connections are served on.
-    /// Returns once the listener is closed (or the server has stopped).
-    pub async fn stop_listening(&self) {
-        let (ack, done) = oneshot::channel();
-        self.shared.send(Command::StopListening(ack));
-        let _ = done.await;
-    }
-
-    /// Takes the listener out of the server, open: new connects wait in the kernel's
-    /// backlog until some server accepts on it again (this one after
-    /// [`ControlHandle::set_listener`], or another process it was handed to). `None` if
-    /// there was no listener or the server has stopped.
-    pub async fn take_listener(&self) -> Option<TcpListener> {
-        let (reply, taken) = oneshot::channel();
-        self.shared.send(Command::TakeListener(reply));
-        taken.await.ok().flatten()
-    }
-
-    /// Serves on `listener` from now on, instead of the current listener if any (which is
-    /// closed).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] if the socket cannot be registered with the runtime;
-    /// [`Error::Invalid`] if the server has stopped.
-    pub async fn set_listener(&self, listener: TcpListener) -> Result<(), Error> {
-        let (reply, done) = oneshot::channel();
-        self.shared.send(Command::SetListener(listener, reply));
-        done.await.map_err(|_| Error::Invalid("the server has stopped".to_owned()))?
-    }
-
-    /// Ends the event loop with [`Stopped::Replaced`]: a successor serves every
-    /// connection now.
-    pub(crate) fn replaced(&self) {
-        self.shared.send(Command::Replaced);
-    }
-
-    /// Whether the listener is open.
-    pub fn is_listening(&self) -> bool {
-        self.shared.listening.load(Ordering::Acquire)
-    }
-
-    /// Whether the server is shutting down.
-    pub fn is_shutting_down(&self) -> bool {
-        self.shared.shutdown.borrow().is_some()
-    }
-
-    /// The listening address, if there is one.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        *lock(&self.shared.local_addr)
-    }
-
-    /// The key table.
-    pub fn keys(&self) -> &Keys {
-        &self.shared.keys
-    }
-
-    /// The service being served.
-    pub fn service(&self) -> &Service {
-        &self.shared.service
-    }
-
-    /// The server's name (`ave-<service>` unless set).
-    pub fn name(&self) -> &str {
-        &self.shared.config.name
-    }
-
-    /// Every connection, in order of arrival.
-    pub fn connections(&self) -> Vec<ConnectionInfo> {
-        let mut all: Vec<ConnectionInfo> =
-            lock(&self.shared.conns).values().map(|c| c.info()).collect();
-        all.sort_by_key(|c| c.id);
-        all
-    }
-
-    /// Serves an open connection as an established one, as the original's
-    /// `add_connection(conn, key)`: frames from the peer are taken as requests, and the
-    /// `lost_connection` hook runs when it ends. Typically the connection of a
-    /// `RemoteControl` ([`RemoteControl::into_connection`](crate::RemoteControl::into_connection)),
-    /// to learn when the peer goes away. `address` defaults to the peer's address.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Invalid`] if the server has stopped.
-    pub fn add_connection(
-        &self,
-        conn: Connection,
-        address: Option<Address>,
-        identity: Option<String>,
-    ) -> Result<ConnectionId, Error> {
-        let address = match address {
-            Some(a) => a,
-            None => conn.peer_addr().map(Address::from).unwrap_or_else(|_| Address::new("", 0)),
-        };
-        self.adopt(AdoptionSource::Tokio(conn), address, identity, Phase::Established)
-    }
-
-    /// Serves a connection detached from this or another `Control` (possibly in another
-    /// process), from exactly where it was: mid-handshake or established, with its
-    /// identity, its buffered input and its unsent output.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Invalid`] if the server has stopped.
-    pub fn adopt_connection(&self, detached: DetachedConnection) -> Result<ConnectionId, Error> {
-        let phase = match detached.phase {
-            ConnectionPhase::Challenged { challenge } => Phase::Challenged(challenge),
-            ConnectionPhase::Established => Phase::Established,
-        };
-        self.adopt(
-            AdoptionSource::Parts(detached.parts),
-            detached.address,
-            detached.identity,
-            phase,
-        )
-    }
-
-    fn adopt(
-        &self,
-        source: AdoptionSource,
-        address: Address,
-        identity: Option<String>,
-        phase: Phase,
-    ) -> Result<ConnectionId, Error> {
-        if self.is_shutting_down() {
-            return Err(Error::Invalid("the server is shutting down".to_owned()));
-        }
-        let conn = self.shared.new_conn(address, identity);
-        if matches!(phase, Phase::Established) {
-            conn.set_established();
-        }
-        let id = conn.id;
-        self.shared.send(Command::Adopt(Adoption { conn, source, phase }));
-        Ok(id)
-    }
-
-    /// Takes a connection out of the server at the next frame boundary (after the call in
-    /// progress, if any, is answered) and returns its state; the `lost_connection` hook
-    /// does not run. Drop the result to close the connection, or give it to
-    /// [`ControlHandle::adopt_connection`].
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Invalid`] if there is no such connection or it ended first.
-    pub async fn remove_connection(&self, id: ConnectionId) -> Result<DetachedConnection, Error> {
-        let conn = self.shared.conn(id)?;
-        let (reply, result) = oneshot::channel();
-        *lock(&conn.detach) = Some(reply);
-        conn.wake.notify_one();
-        drop(conn);
-        result
-            .await
-            .map_err(|_| Error::Invalid(format!("{id} ended before it could be removed")))?
-    }
-
-    /// Gives an established connection without an identity the key `key`, as the
-    /// original's `set_connection_authkey` (the broker gives anonymous clients one).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Invalid`]: `no such connection`, `not established: ...`, or
-    /// `connection already has authkey`.
-    pub fn set_connection_authkey(&self, id: ConnectionId, key: &str) -> Result<(), Error> {
-        let conn = self.shared.conn(id)?;
-        if !conn.is_established() {
-            return Err(Error::Invalid(format!("not established: {id}")));
-        }
-        let mut identity = lock(&conn.identity);
-        if identity.is_some() {
-            return Err(Error::Invalid("connection already has authkey".to_owned()));
-        }
-        *identity = Some(key.to_owned());
-        Ok(())
-    }
-
-    /// A connection's identity.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Invalid`] if there is no such connection.
-    pub fn get_connection_authkey(&self, id: ConnectionId) -> Result<Option<String>, Error> {
-        Ok(self.shared.conn(id)?.identity())
-    }
 }

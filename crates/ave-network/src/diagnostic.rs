@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use crate::{
     ConnectionInfo, Error, RemoteControl, Stopped,
-    service::{Params, RpcResult, Service, ServiceBuilder, params},
+    control::service::{Params, RpcResult, Service, ServiceBuilder, params},
 };
 
 /// What the diagnostic service reports, as the original's test server wrote to its pipe.

@@ -66,28 +66,18 @@
 //! # }
 //! ```
 
-mod client;
-mod connection;
-mod control;
-mod control_process;
-mod daemon;
-mod defjoin;
+pub mod client;
+pub mod connection;
+pub mod control;
 pub mod diagnostic;
-mod dispatch;
 mod error;
 pub mod fdtx;
-pub mod frame;
 pub mod handover;
-pub mod handshake;
-mod hickup;
-pub mod json;
-mod pipe;
-mod process;
-mod service;
-mod session;
-mod signals;
+pub mod process;
 mod sys;
+pub mod wire;
 
+pub use crate::wire::{frame, handshake, json};
 pub use crate::{
     client::{BlockingRemoteControl, Call, ONE_WAY_BUDGET, RemoteControl},
     connection::{
@@ -96,18 +86,16 @@ pub use crate::{
         find_free_port, find_free_port_in, set_buffer_sizes,
     },
     control::{
-        ConnectionId, ConnectionInfo, ConnectionPhase, Control, ControlBuilder, ControlHandle,
-        DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_CONNECTIONS, DetachedConnection,
-        MIN_INTERVAL, Stopped,
+        ConnectionId, ConnectionInfo, ConnectionPhase, Context, Control, ControlBuilder,
+        ControlHandle, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_CONNECTIONS,
+        DetachedConnection, MIN_INTERVAL, Params, RawArgs, RpcResult, Service, ServiceBuilder,
+        Stopped, params, type_error,
     },
-    daemon::{DEFAULT_STOP_TIMEOUT, Daemon},
     error::Error,
-    pipe::Pipe,
     process::{
-        ChildContext, DEFAULT_SYNC_TIMEOUT, ExitStatus, FdSet, MAX_KERNEL_NAME, Pid, Process,
-        Signal, Target, TargetError, Termination,
+        ChildContext, DEFAULT_STOP_TIMEOUT, DEFAULT_SYNC_TIMEOUT, Daemon, ExitStatus, FdSet,
+        MAX_KERNEL_NAME, Pid, Pipe, Process, Signal, Target, TargetError, Termination,
     },
-    service::{Context, Params, RawArgs, RpcResult, Service, ServiceBuilder, params, type_error},
 };
 
 /// Raises this process's soft limit on open descriptors to its hard limit, so a server can

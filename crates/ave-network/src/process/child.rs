@@ -12,13 +12,14 @@ use std::{
     io::{self, Write},
     panic::{AssertUnwindSafe, catch_unwind},
     sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, atomic::Ordering},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use nix::sys::signal::{SigSet, Signal as NixSignal};
 
 use crate::{
     Pipe,
+    process::log::log_line,
     process::{
         FORKED, FdSet, ForkState, Pid, Settings, Signal, Target, TargetError, fork_lock,
         kernel_name,
@@ -261,7 +262,7 @@ fn signal_loop(
                 let _ = io::stdout().flush();
                 sys::exit_now(15);
             }
-            _ => log(format!("SIGUSR1 trace PID={pid}:\n{}", crate::hickup::thread_list())),
+            _ => log(format!("SIGUSR1 trace PID={pid}:\n{}", crate::process::log::thread_list())),
         }
     }
 }
@@ -530,56 +531,9 @@ fn write_log(file: Option<&File>, line: &str) {
     };
 }
 
-/// A log line in the original's format: `<ctime> <name> <pid> -- <message>\n`, with the C
-/// `asctime` layout in local time (`Sun Nov 22 00:23:30 2026`).
-pub(crate) fn log_line(name: &str, message: &dyn fmt::Display) -> String {
-    format!("{} {name} {} -- {message}\n", ctime(now_secs()), Pid::this())
-}
-
-pub(crate) fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// `asctime` of a local time: `Sun Nov 22 00:23:30 2026`.
-pub(crate) fn ctime(secs: i64) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    match sys::local_time(secs) {
-        Ok(t) => format!(
-            "{} {} {:>2} {:02}:{:02}:{:02} {}",
-            DAYS[t.weekday as usize % 7],
-            MONTHS[(t.month as usize + 11) % 12],
-            t.day,
-            t.hour,
-            t.minute,
-            t.second,
-            t.year
-        ),
-        Err(_) => format!("@{secs}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn log_lines_have_the_original_layout() {
-        let line = log_line("ave-S", &"start PID=8138");
-        // `Sun Nov 22 00:23:30 2026 ave-S <pid> -- start PID=8138`
-        let (stamp, rest) = line.split_at(24);
-        assert_eq!(rest, format!(" ave-S {} -- start PID=8138\n", std::process::id()));
-        let words: Vec<&str> = stamp.split_whitespace().collect();
-        assert_eq!(words.len(), 5, "{stamp:?}");
-        assert!(["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"].contains(&words[0]));
-        assert_eq!(words[3].len(), 8);
-        // The day is padded with a space, not a zero.
-        assert!(stamp.as_bytes()[8] == b' ' || stamp.as_bytes()[8].is_ascii_digit());
-        assert_ne!(stamp.as_bytes()[8], b'0');
-    }
 
     #[test]
     fn termination_waits_are_bounded() {

@@ -8,9 +8,9 @@ use ave_exceptions::{AveException, python2_repr};
 use serde_json::{Map, Value};
 
 use crate::{
+    control::service::{Method, RawArgs, Service, type_error},
     handshake::Keys,
     json,
-    service::{Method, RawArgs, Service, type_error},
 };
 
 /// A validated request, or what to answer instead.
@@ -162,7 +162,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::service::{Params, params};
+    use crate::control::service::{Params, params};
 
     fn service() -> Service {
         Service::builder("t")

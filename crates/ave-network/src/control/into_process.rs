@@ -15,7 +15,7 @@ use tokio::runtime::Runtime;
 
 use crate::{
     ChildContext, Control, ControlHandle, Error, FdSet, Process, Target, TargetError,
-    signals::ControlSignals,
+    control::signals::ControlSignals,
 };
 
 impl Control {

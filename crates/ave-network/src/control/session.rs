@@ -9,13 +9,13 @@ use tokio::{sync::OwnedSemaphorePermit, time::Instant};
 
 use crate::{
     Connection, Error,
+    control::dispatch::{self, Prepared},
+    control::service::{CatchPanic, Context, RpcResult},
     control::{
         Command, ConnShared, ConnectionInfo, ConnectionPhase, ControlHandle, DetachedConnection,
         Shared, ShutdownSignal,
     },
-    dispatch::{self, Prepared},
     handshake,
-    service::{CatchPanic, Context, RpcResult},
 };
 
 /// Where a connection task starts.

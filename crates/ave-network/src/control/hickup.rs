@@ -21,7 +21,7 @@ use std::{
 use crate::{
     ControlHandle, Error, Pid, Signal,
     handshake::Keys,
-    process::child::{ctime, now_secs},
+    process::log::{ctime, now_secs, parse_stat, thread_list},
     sys::process as sys,
 };
 
@@ -180,54 +180,6 @@ fn identity_kind(keys: &Keys, identity: Option<&str>) -> String {
     "a key given to the connection".to_owned()
 }
 
-/// This process's threads: `<tid> <name> <state>` lines.
-pub(crate) fn thread_list() -> String {
-    let mut out = String::new();
-    let Ok(tasks) = fs::read_dir("/proc/self/task") else { return out };
-    let mut tids: Vec<i32> = tasks
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-        .collect();
-    tids.sort_unstable();
-    for tid in tids {
-        let stat = fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
-        let (name, state) = parse_stat(&stat).map_or(("?", "?"), |s| (s.name, s.state));
-        let _ = writeln!(out, "  {tid} {name} {state} ({})", state_name(state));
-    }
-    out
-}
-
-struct Stat<'a> {
-    name: &'a str,
-    state: &'a str,
-    ppid: i32,
-}
-
-/// Parses `pid (comm) state ppid ...`; the name may hold spaces and parentheses.
-fn parse_stat(stat: &str) -> Option<Stat<'_>> {
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let name = stat.get(open + 1..close)?;
-    let mut rest = stat.get(close + 1..)?.split_whitespace();
-    let state = rest.next()?;
-    let ppid = rest.next()?.parse().ok()?;
-    Some(Stat { name, state, ppid })
-}
-
-fn state_name(state: &str) -> &'static str {
-    match state {
-        "R" => "running",
-        "S" => "sleeping",
-        "D" => "disk sleep",
-        "T" => "stopped",
-        "t" => "tracing stop",
-        "Z" => "zombie",
-        "X" => "dead",
-        "I" => "idle",
-        _ => "other",
-    }
-}
-
 /// The children of this process whose kernel name starts with `ave-` get `signal`;
 /// returns them. A child that vanished meanwhile is skipped.
 fn forward_to_children(signal: Signal) -> Vec<(Pid, String)> {
@@ -284,11 +236,5 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(fs::metadata(&a).unwrap().permissions().mode() & 0o777, 0o600);
         fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn thread_list_names_this_thread() {
-        let list = thread_list();
-        assert!(list.contains(&format!("  {} ", std::process::id())), "{list}");
     }
 }

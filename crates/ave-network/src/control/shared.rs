@@ -1,0 +1,175 @@
+//! What a `Control`, its handles, its connection tasks and its method contexts share: the
+//! connection table, the settings, the command channel to the event loop, the shutdown.
+
+use std::{
+    collections::HashMap,
+    net::{SocketAddr, TcpListener},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use ave_exceptions::AveException;
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    time::Instant,
+};
+
+use crate::control::{ConnectionId, ConnectionInfo, DetachedConnection};
+use crate::{
+    Address, Connection, ConnectionParts, Error,
+    control::service::Service,
+    control::session::Phase,
+    handshake::{DigestPolicy, Keys},
+};
+
+/// The per-connection record shared between the connection's task, the table and the
+/// method contexts.
+pub(crate) struct ConnShared {
+    pub(crate) id: ConnectionId,
+    pub(crate) address: Address,
+    pub(crate) identity: Mutex<Option<String>>,
+    pub(crate) established: AtomicBool,
+    pub(crate) detach: Mutex<Option<oneshot::Sender<Result<DetachedConnection, Error>>>>,
+    pub(crate) wake: tokio::sync::Notify,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl ConnShared {
+    pub(crate) fn identity(&self) -> Option<String> {
+        lock(&self.identity).clone()
+    }
+
+    pub(crate) fn set_identity(&self, identity: Option<String>) {
+        *lock(&self.identity) = identity;
+    }
+
+    pub(crate) fn is_established(&self) -> bool {
+        self.established.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_established(&self) {
+        self.established.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn detach_requested(&self) -> bool {
+        lock(&self.detach).is_some()
+    }
+
+    pub(crate) fn take_detach_request(
+        &self,
+    ) -> Option<oneshot::Sender<Result<DetachedConnection, Error>>> {
+        lock(&self.detach).take()
+    }
+
+    pub(crate) fn info(&self) -> ConnectionInfo {
+        ConnectionInfo {
+            id: self.id,
+            address: self.address.clone(),
+            identity: self.identity(),
+            established: self.is_established(),
+        }
+    }
+}
+
+/// The shutdown in progress, as connection tasks see it.
+#[derive(Clone)]
+pub(crate) struct ShutdownSignal {
+    /// What to send every connection, if anything.
+    pub(crate) details: Option<AveException>,
+    /// When connection tasks must be done.
+    pub(crate) deadline: Instant,
+}
+
+/// What the event loop is asked to do.
+pub(crate) enum Command {
+    Stop,
+    Shutdown(Option<AveException>),
+    Exit(AveException),
+    StopListening(oneshot::Sender<()>),
+    Adopt(Adoption),
+    TakeListener(oneshot::Sender<Option<TcpListener>>),
+    SetListener(TcpListener, oneshot::Sender<Result<(), Error>>),
+    Replaced,
+}
+
+/// A connection to serve that did not come from the listener.
+pub(crate) struct Adoption {
+    pub(crate) conn: Arc<ConnShared>,
+    pub(crate) source: AdoptionSource,
+    pub(crate) phase: Phase,
+}
+
+pub(crate) enum AdoptionSource {
+    Tokio(Connection),
+    Parts(ConnectionParts),
+}
+
+/// The settings of a `Control`.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) name: String,
+    pub(crate) digest: DigestPolicy,
+    pub(crate) interval: Option<Duration>,
+    pub(crate) max_frame: usize,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) linger: Duration,
+    pub(crate) handle_signals: bool,
+    pub(crate) home: Option<std::path::PathBuf>,
+}
+
+/// What a `Control`, its handles, its connection tasks and its method contexts share.
+pub(crate) struct Shared {
+    pub(crate) service: Service,
+    pub(crate) keys: Keys,
+    pub(crate) config: Config,
+    pub(crate) conns: Mutex<HashMap<ConnectionId, Arc<ConnShared>>>,
+    pub(crate) next_id: AtomicU64,
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    pub(crate) shutdown: watch::Sender<Option<ShutdownSignal>>,
+    pub(crate) activity: AtomicU64,
+    pub(crate) local_addr: Mutex<Option<SocketAddr>>,
+    pub(crate) listening: AtomicBool,
+    /// The deferred joins ([`ControlHandle::join_later`](crate::ControlHandle::join_later)).
+    pub(crate) reaper: crate::control::defjoin::Reaper,
+    /// Signal handling installed before [`Control::run`](crate::Control::run) (by a child serving the Control).
+    pub(crate) signals: Mutex<Option<crate::control::signals::ControlSignals>>,
+}
+
+impl Shared {
+    pub(crate) fn send(&self, command: Command) {
+        // The receiver lives as long as the event loop; after it, commands have nothing to do.
+        let _ = self.commands.send(command);
+    }
+
+    pub(crate) fn new_conn(&self, address: Address, identity: Option<String>) -> Arc<ConnShared> {
+        let id = ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let conn = Arc::new(ConnShared {
+            id,
+            address,
+            identity: Mutex::new(identity),
+            established: AtomicBool::new(false),
+            detach: Mutex::new(None),
+            wake: tokio::sync::Notify::new(),
+        });
+        lock(&self.conns).insert(id, conn.clone());
+        conn
+    }
+
+    pub(crate) fn forget(&self, id: ConnectionId) {
+        lock(&self.conns).remove(&id);
+    }
+
+    pub(crate) fn conn(&self, id: ConnectionId) -> Result<Arc<ConnShared>, Error> {
+        lock(&self.conns)
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::Invalid(format!("no such connection: {id}")))
+    }
+}
