@@ -10,7 +10,8 @@
 //! `peer`, `peer_value` and `target` may be left out for a measurement with no peer (a
 //! memory figure, say). The ratio is `ours / peer_value`; a target is met when the ratio
 //! is at most the target for `better=lower` and at least the target for `better=higher`.
-//! Every other line of the bench's output is shown as it comes.
+//! Every other line of the bench's output is shown as it comes. The task fails (exits
+//! non-zero) when any row misses its target, after printing the whole table.
 
 use std::{
     io::{BufRead, BufReader},
@@ -141,7 +142,21 @@ pub(crate) fn run(root: &Path, rest: &[String]) -> Result {
     if !status.success() {
         return Err(format!("`cargo {}` failed ({status})", args.join(" ")));
     }
+    let missed = missed(&rows);
+    if !missed.is_empty() {
+        return Err(format!(
+            "{} of {} results missed their target: {}",
+            missed.len(),
+            rows.len(),
+            missed.join(", ")
+        ));
+    }
     Ok(())
+}
+
+/// The names of the rows that missed their target.
+fn missed(rows: &[Row]) -> Vec<&str> {
+    rows.iter().filter(|r| r.verdict() == "MISSED").map(|r| r.name.as_str()).collect()
 }
 
 fn render(rows: &[Row]) -> String {
@@ -205,6 +220,9 @@ mod tests {
         let row =
             parse_body("name=tput|ours=10|peer=py|peer_value=1|better=higher|target=20").unwrap();
         assert_eq!(row.verdict(), "MISSED");
-        assert!(render(&[row]).contains("MISSED"));
+        assert!(render(std::slice::from_ref(&row)).contains("MISSED"));
+        let met = parse_body("name=rtt|ours=1|peer=echo|peer_value=1|target=1.3").unwrap();
+        assert_eq!(missed(&[met.clone(), row]), ["tput"]);
+        assert!(missed(&[met]).is_empty());
     }
 }

@@ -13,9 +13,12 @@
 //! - `docs [--open]`: the docs site, i.e. rustdoc of the workspace with the Markdown of
 //!   `docs/` included in the facade, warnings as errors; prints where it is.
 //! - `bench [FILTER]`: every benchmark the crates define (`harness = false` bench targets),
-//!   in release mode, then one table of their results against the peers they ran beside.
+//!   in release mode, then one table of their results against the peers they ran beside;
+//!   fails when a result misses its target.
 //! - `stress [ARGS...]`: the original's stress scenario, at full size (bounded in time).
 //! - `tidy`: project rules that no compiler checks (see `tidy.rs`).
+//!
+//! `cargo xtask <task> --help` explains a task instead of running it.
 
 // A command-line tool prints to its terminal.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -54,6 +57,16 @@ fn run(args: &[String]) -> Result {
             return Ok(());
         }
     };
+    // `cargo xtask <task> --help` explains the task instead of running it (an argument
+    // after `--` belongs to the task). `stress` has flags of its own: its program prints
+    // their help.
+    if task != "stress" && wants_help(rest) {
+        match task_help(task) {
+            Some(help) => println!("cargo xtask {help}"),
+            None => print_help(),
+        }
+        return Ok(());
+    }
     match task {
         "ci" => ci(),
         "fmt" => fmt(rest.iter().any(|a| a == "--check")),
@@ -84,6 +97,42 @@ fn print_help() {
          stress [ARGS]   the original's stress scenario at full size\n  \
          tidy            project rules no compiler checks"
     );
+}
+
+/// Whether the arguments of a task ask for help: `-h` or `--help` before any `--`.
+fn wants_help(rest: &[String]) -> bool {
+    rest.iter().take_while(|a| *a != "--").any(|a| a == "-h" || a == "--help")
+}
+
+/// The help of one task: its usage line and what it does.
+fn task_help(task: &str) -> Option<&'static str> {
+    Some(match task {
+        "ci" => {
+            "ci\n\neverything CI checks, in order, stopping at the first failure: fmt --check, \
+                 tidy, lint, test, docs"
+        }
+        "fmt" => "fmt [--check]\n\nrustfmt over the workspace; --check only reports",
+        "lint" => "lint\n\nclippy on all targets and features, warnings as errors",
+        "test" => {
+            "test [ARGS...]\n\nthe tests (cargo-nextest when installed, else cargo test; \
+                   ARGS go to it), then the doctests"
+        }
+        "docs" => {
+            "docs [--open]\n\nthe docs site: rustdoc of the workspace with docs/ in the \
+                   facade, warnings as errors"
+        }
+        "bench" => {
+            "bench [FILTER]\n\nevery bench target in release mode, then one table of \
+                    ratios against the peers run beside them; exits non-zero when a row misses \
+                    its target"
+        }
+        "stress" => {
+            "stress [ARGS...]\n\nthe original's stress scenario at full size (bounded in \
+                     time)"
+        }
+        "tidy" => "tidy\n\nproject rules that no compiler checks (see xtask/src/tidy.rs)",
+        _ => return None,
+    })
 }
 
 /// One step of `ci`: its name and what it runs.
@@ -206,4 +255,50 @@ fn project_root() -> PathBuf {
 
 fn target_dir() -> PathBuf {
     env::var_os("CARGO_TARGET_DIR").map_or_else(|| project_root().join("target"), PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| (*a).to_owned()).collect()
+    }
+
+    #[test]
+    fn help_is_asked_before_the_double_dash_only() {
+        assert!(wants_help(&strings(&["--help"])));
+        assert!(wants_help(&strings(&["rtt", "-h"])));
+        assert!(!wants_help(&strings(&["rtt"])));
+        assert!(!wants_help(&strings(&["--", "--help"])));
+    }
+
+    /// The README is read on a clean clone: every file it names is in the repository.
+    #[test]
+    fn the_readme_names_only_files_of_the_repository() {
+        let root = project_root();
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let dirs = ["crates/", "docs/", "tests/", "xtask/", ".ci/", "contrib/", "fuzz/"];
+        let mut named = 0;
+        for word in readme.split(|c: char| c.is_whitespace() || "`()[],;:\"'".contains(c)) {
+            let word = word.trim_end_matches('.');
+            if word.ends_with(".md") || dirs.iter().any(|d| word.starts_with(d)) {
+                named += 1;
+                assert!(
+                    root.join(word).exists(),
+                    "README.md names {word}, which is not in the repository"
+                );
+            }
+        }
+        assert!(named > 0, "the README names no file: the check checks nothing");
+    }
+
+    #[test]
+    fn every_listed_task_has_its_help() {
+        for task in ["ci", "fmt", "lint", "test", "docs", "bench", "stress", "tidy"] {
+            let help = task_help(task).unwrap_or_else(|| panic!("{task} has no help"));
+            assert!(help.starts_with(task), "{help}");
+        }
+        assert!(task_help("no-such-task").is_none());
+    }
 }

@@ -60,8 +60,16 @@ use crate::demo::{
     report::{Out, Report, STEPS, Status, Step, duration, millis},
 };
 
+/// The exit codes, for `ave demo --help`.
+const EXIT_CODES: &str = "\
+Exit status:
+  0      every step succeeded
+  1      a step failed (the report says which and why)
+  128+N  signal N (SIGINT, SIGTERM, SIGHUP) interrupted it; everything was cleaned up";
+
 /// Arguments of `ave demo`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_CODES)]
 pub(crate) struct Args {
     /// Keep the temporary home and print its path (the processes are stopped all the
     /// same).

@@ -38,8 +38,17 @@ const TAKE_OVER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The environment variable that makes `--replace` crash mid-handover (tests only).
 const TEST_ABORT: &str = "AVE_TEST_HANDOVER_ABORT";
 
+/// The exit codes, for `ave serve --help`.
+const EXIT_CODES: &str = "\
+Exit status:
+  0  a clean stop: SIGTERM, a `stop` call, an RPC that raised Exit, or replaced by a new
+     instance (--replace)
+  1  the server could not start or failed (cannot bind, nothing to take over, ...)
+  2  usage error (unknown option, a bad value, a key file others can read)";
+
 /// Arguments of `ave serve`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_CODES)]
 pub(crate) struct Args {
     /// Address or host name to listen on (`localhost`, `0.0.0.0`, `::1`).
     #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]

@@ -25,3 +25,27 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!out.stderr.is_empty());
 }
+
+#[test]
+fn every_subcommand_lists_its_exit_codes() {
+    for command in [
+        &["call"][..],
+        &["serve"],
+        &["demo"],
+        &["config", "init"],
+        &["config", "show"],
+        &["config", "etc"],
+        &["config", "bootstrap"],
+    ] {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let out = ave(&args);
+        assert!(out.status.success(), "{command:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("Exit status:\n  0  "), "{command:?} --help:\n{text}");
+    }
+    let text = String::from_utf8(ave(&["call", "--help"]).stdout).unwrap();
+    for code in ["  1  ", "  2  ", "  3  "] {
+        assert!(text.contains(code), "ave call --help lacks exit {code}:\n{text}");
+    }
+}
