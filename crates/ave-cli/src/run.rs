@@ -6,6 +6,9 @@
 //! pty allocation); 2 on a usage error; and 128+N if `ave run` got a terminating signal N,
 //! which ends the command's session first (see [`TERMINATING_SIGNALS`]). A closed stdout
 //! ends the command and exits 141 (SIGPIPE's 128+13), as the command itself would have.
+//!
+//! `ave run` starts a [`Guard`] first, which ends the command's session and restores the
+//! terminal if `ave run` dies by a signal it cannot handle (`SIGKILL`, a fault).
 
 use std::{
     fs::File,
@@ -15,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ave::cmd::{Argv, Error, ExitStatus, Input, Options, run_bg};
+use ave::cmd::{Argv, Error, ExitStatus, Guard, Input, Options, run_bg};
 use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -82,6 +85,15 @@ const EXIT_TIMEOUT: u8 = 124;
 const EXIT_BROKEN_PIPE: u8 = 128 + 13;
 
 pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
+    // First, while the process has one thread: the helper that ends the command's session
+    // (and restores the terminal) if `ave run` is killed by a signal it cannot handle.
+    let mut guard = match Guard::start() {
+        Ok(guard) => Some(guard),
+        Err(error) => {
+            tracing::warn!(%error, "no guard: SIGKILL of `ave run` would leave the command's session");
+            None
+        }
+    };
     let argv = Argv::new(args.cmd);
     let mut options = Options::new().debug(args.debug);
     if let Some(timeout) = args.timeout.and_then(nonzero) {
@@ -94,7 +106,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => match File::create(path) {
             Ok(file) => Some(file),
             Err(error) => {
-                eprintln!("ave: cannot create {}: {error}", path.display());
+                eprintln!("ave run: error: cannot create {}: {error}", path.display());
                 return Ok(ExitCode::from(EXIT_OWN_FAILURE));
             }
         },
@@ -134,6 +146,11 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         let mut signals = listen(&terminating_signals())?;
         let run = async {
             let background = run_bg(argv.clone(), &options)?;
+            if let Some(guard) = &mut guard
+                && let Err(error) = guard.watch(background.pid())
+            {
+                tracing::warn!(%error, "the guard is gone");
+            }
             match input {
                 Ok(input) => background.output_async_with_input(input).await,
                 Err(_) => background.output_async().await,
@@ -145,6 +162,8 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
             Some(signal) = signals.recv() => Outcome::Signal(signal),
         })
     });
+    // The session has been ended (or the command never started): dismiss the guard.
+    drop(guard);
     drop(raw);
     let outcome = outcome?;
     let duration = started.elapsed();
@@ -234,7 +253,7 @@ fn report(result: Result<ave::cmd::Output, Error>) -> u8 {
         Err(error) => {
             let code = error_code(&error);
             if code != EXIT_BROKEN_PIPE {
-                eprintln!("ave: {}", describe(&error));
+                eprintln!("ave run: error: {}", describe(&error));
             }
             code
         }

@@ -103,7 +103,7 @@ impl Input {
     /// keys, no output processing: `cfmakeraw`) until the returned guard is dropped, which
     /// restores the settings it had. Restoring also happens when a future holding the
     /// guard is dropped; only a process that dies without unwinding (`SIGKILL`, a fault)
-    /// leaves the terminal raw.
+    /// leaves the terminal raw, which a [`Guard`](crate::Guard) started before repairs.
     ///
     /// # Errors
     ///

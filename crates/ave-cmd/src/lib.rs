@@ -19,6 +19,8 @@
 //!   forwards it (usually stdin) as if typed, turns its end into the terminal's
 //!   end-of-file character, and passes window-size changes on; [`RawMode`] keeps a
 //!   terminal raw for the run.
+//! - [`Guard`] is a helper process that ends the watched sessions (and restores the
+//!   terminal) if this process dies without doing it, e.g. by `SIGKILL`.
 //! - [`Error`] says why a command did not run to its end, and converts into the
 //!   original's wire exceptions (`Timeout`, `RunError`) as an
 //!   [`AveException`](ave_exceptions::AveException).
@@ -69,6 +71,7 @@
 mod argv;
 mod background;
 mod error;
+mod guard;
 mod input;
 mod options;
 mod output;
@@ -82,6 +85,7 @@ pub use crate::{
     argv::Argv,
     background::Background,
     error::Error,
+    guard::Guard,
     input::{Input, RawMode},
     options::{Options, Sink, WindowSize},
     output::{ExitStatus, Output, Pid},

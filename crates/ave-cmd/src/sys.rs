@@ -7,7 +7,10 @@
 //!   and reports a failed file action or exec to the parent), so no code of this process
 //!   ever runs in the child: no `pre_exec` closure, no fork of the caller;
 //! - pids passed to `waitpid` are our own unreaped children, so they cannot have been
-//!   reused; signals go through pidfds, which name one process for good.
+//!   reused; signals go through pidfds, which name one process for good;
+//! - `fork` happens only in a single-threaded process (`Guard::start` checks), and the
+//!   forked guard never returns to its caller's code (it ends with `_exit`), which makes
+//!   closing descriptors by number there sound.
 
 #![allow(unsafe_code)]
 
@@ -277,6 +280,54 @@ pub(crate) fn waitpid(pid: libc::pid_t, nohang: bool) -> io::Result<Option<libc:
             }
         }
     }
+}
+
+/// Forks this process, which must have a single thread (the caller checks it: with one
+/// thread, the child is a complete copy and may run any code). Returns the child's pid
+/// in the parent and `None` in the child.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the guard's fork, from a process checked to have one thread"
+)]
+pub(crate) fn fork_single_threaded() -> io::Result<Option<libc::pid_t>> {
+    // SAFETY: the caller checked that this process has one thread, and only this thread
+    // could start another; so no lock or allocator state is held by a thread that does
+    // not exist in the child.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Some(child.as_raw())),
+        nix::unistd::ForkResult::Child => Ok(None),
+    }
+}
+
+/// Ends this process at once, without running exit handlers or flushing buffers (which,
+/// in a forked guard, belong to the parent's copy of the program).
+pub(crate) fn exit_now(code: libc::c_int) -> ! {
+    // SAFETY: `_exit` takes a status and never returns; it touches no memory of ours.
+    unsafe { libc::_exit(code) }
+}
+
+/// Sets a signal's disposition to "ignore".
+pub(crate) fn ignore_signal(
+    signal: nix::sys::signal::Signal,
+) -> nix::Result<nix::sys::signal::SigHandler> {
+    // SAFETY: `SigIgn` installs no handler function, so no code can run in signal context.
+    unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigIgn) }
+}
+
+/// Makes descriptor `target` a duplicate of `fd` (`dup2`), without close-on-exec.
+pub(crate) fn dup_onto(fd: BorrowedFd<'_>, target: libc::c_int) -> io::Result<()> {
+    // SAFETY: `fd` is open (borrowed); `dup2` replaces whatever `target` was. Used only
+    // in the guard process for 0, 1 and 2, which no Rust object there owns.
+    cvt(unsafe { libc::dup2(fd.as_raw_fd(), target) })?;
+    Ok(())
+}
+
+/// Closes a descriptor by number.
+pub(crate) fn close_raw(fd: libc::c_int) {
+    // SAFETY: used only in the guard process, a fork that never returns to the code that
+    // owns its inherited descriptors (it ends with `_exit`), so nothing uses or closes
+    // them again.
+    unsafe { libc::close(fd) };
 }
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {

@@ -4,7 +4,7 @@
 use std::{
     fs,
     io::{BufRead, BufReader, Write},
-    os::unix::fs::PermissionsExt,
+    os::unix::{fs::PermissionsExt, process::ExitStatusExt},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::atomic::{AtomicUsize, Ordering},
@@ -99,6 +99,7 @@ fn a_program_that_cannot_be_executed_exits_126() {
     assert_eq!(out.status.code(), Some(126));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("cannot execute") && stderr.contains("Permission denied"), "{stderr}");
+    assert!(stderr.starts_with("ave run: error: "), "{stderr}");
     let out = ave(&["run", "this-program-does-not-exist"]);
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("No such file or directory"), "{stderr}");
@@ -480,4 +481,104 @@ fn a_terminal_stdin_is_raw_for_the_run_follows_the_window_and_is_restored() {
     assert!(kill.success());
     assert_eq!(child.wait().unwrap().code(), Some(143));
     assert!(same_mode(&terminal.settings(), &cooked), "restored after SIGTERM");
+}
+
+/// A FIFO every process of a command's session holds open for writing (the script opens
+/// it as descriptor 3), and a thread that reads it: its end of file says they are all gone.
+struct Held {
+    _dir: TempDir,
+    path: PathBuf,
+    gone: std::sync::mpsc::Receiver<()>,
+}
+
+impl Held {
+    fn new() -> Held {
+        let dir = TempDir::new();
+        let path = dir.path().join("held");
+        let made = Command::new("mkfifo").arg(&path).status().unwrap();
+        assert!(made.success());
+        let (gone_tx, gone) = std::sync::mpsc::channel();
+        let reader_path = path.clone();
+        std::thread::spawn(move || {
+            let mut reader = fs::File::open(reader_path).unwrap();
+            let mut sink = Vec::new();
+            std::io::Read::read_to_end(&mut reader, &mut sink).unwrap();
+            let _ = gone_tx.send(());
+        });
+        Held { _dir: dir, path, gone }
+    }
+
+    /// `exec 3>FIFO`, for the start of a script.
+    fn open_it(&self) -> String {
+        format!("exec 3>'{}'", self.path.display())
+    }
+
+    /// Waits (at most 30 s) until every process that held the FIFO is gone; kills what is
+    /// left of session `sid` if not, and fails.
+    fn wait_gone(&self, sid: &str) {
+        let gone = self.gone.recv_timeout(std::time::Duration::from_secs(30));
+        if gone.is_err() {
+            let left = live_in_session(sid);
+            for pid in &left {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+            panic!("the session outlived `ave run`: {left:?}");
+        }
+        // A dying process closes its files a moment before it becomes a zombie: wait for
+        // the exit itself (on pidfds, from Python) of those not yet reported dead.
+        let left = live_in_session(sid);
+        let script = "import os, select, sys\n\
+            for pid in sys.argv[1:]:\n\
+            \x20   try:\n\
+            \x20       fd = os.pidfd_open(int(pid))\n\
+            \x20   except ProcessLookupError:\n\
+            \x20       continue\n\
+            \x20   if not select.select([fd], [], [], 30)[0]:\n\
+            \x20       sys.exit(1)\n";
+        let waited = Command::new("python3").args(["-c", script]).args(&left).status().unwrap();
+        assert!(waited.success(), "still alive: {left:?}");
+        assert_eq!(live_in_session(sid), Vec::<String>::new());
+    }
+}
+
+/// `SIGKILL` cannot be caught, yet the command's session still dies with `ave run`: even
+/// processes that ignore the terminal's hangup (`SIGHUP`).
+#[test]
+fn sigkill_of_ave_run_still_ends_the_session() {
+    let held = Held::new();
+    let script = format!("trap '' HUP; {}; sleep 1000 & echo $$; exec sleep 1000", held.open_it());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ave"))
+        .args(["run", "--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let sid = line.trim().to_owned();
+    assert_eq!(live_in_session(&sid).len(), 2, "the command runs");
+
+    child.kill().unwrap();
+    assert_eq!(ExitStatusExt::signal(&child.wait().unwrap()), Some(9));
+    held.wait_gone(&sid);
+}
+
+/// A terminal left raw by an `ave run` killed with `SIGKILL` is restored too.
+#[test]
+fn sigkill_of_ave_run_restores_the_terminal() {
+    use nix::sys::termios::LocalFlags;
+
+    let terminal = Terminal::open(24, 80);
+    let cooked = terminal.settings();
+    let held = Held::new();
+    let script = format!("trap '' HUP; {}; echo $$; exec sleep 1000", held.open_it());
+    let (mut child, mut stdout) = terminal.spawn(&["--", "sh", "-c", &script]);
+    let sid = read_line(&mut stdout).trim().to_owned();
+    assert!(!terminal.settings().local_flags.contains(LocalFlags::ICANON), "raw while it runs");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The guard restores the terminal before it ends the session.
+    held.wait_gone(&sid);
+    assert!(same_mode(&terminal.settings(), &cooked), "restored after SIGKILL");
 }

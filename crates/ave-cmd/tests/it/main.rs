@@ -9,6 +9,7 @@
 //! - `background`: `run_bg` and `Background`;
 //! - `asynchronous`: the async API inside tokio;
 //! - `input`: forwarding input to the command's terminal;
+//! - `guard`: the guard process's preconditions;
 //! - `leaks`: no descriptor, pty or zombie is left behind.
 //!
 //! Tests that count this process's descriptors or children take [`exclusive`]; every
@@ -18,6 +19,7 @@
 mod asynchronous;
 mod background;
 mod child;
+mod guard;
 mod input;
 mod leaks;
 mod options;
