@@ -5,7 +5,7 @@
 //! Tasks:
 //!
 //! - `ci`: everything CI checks, in order, stopping at the first failure: `fmt --check`,
-//!   `tidy`, `lint`, `test`, `docs`.
+//!   `tidy`, `lint`, `test`, `examples`, `docs`.
 //! - `fmt [--check]`: rustfmt over the workspace.
 //! - `lint`: clippy on all targets with warnings as errors.
 //! - `test [ARGS...]`: the tests (nextest when installed, else `cargo test`), then the
@@ -15,6 +15,7 @@
 //! - `bench [FILTER]`: every benchmark the crates define (`harness = false` bench targets),
 //!   in release mode, then one table of their results against the peers they ran beside;
 //!   fails when a result misses its target.
+//! - `examples`: runs every example program of the crates (each ends by itself).
 //! - `stress [ARGS...]`: the original's stress scenario, at full size (bounded in time).
 //! - `tidy`: project rules that no compiler checks (see `tidy.rs`).
 //!
@@ -24,6 +25,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod examples;
 mod tidy;
 
 use std::{
@@ -75,6 +77,7 @@ fn run(args: &[String]) -> Result {
         "docs" => docs(rest.iter().any(|a| a == "--open")),
         "bench" => bench::run(&root, rest),
         "stress" => stress(rest),
+        "examples" => examples::run(&root),
         "tidy" => tidy::run(&root),
         "help" | "-h" | "--help" => {
             print_help();
@@ -88,12 +91,13 @@ fn print_help() {
     println!(
         "cargo xtask <task>\n\n\
          tasks:\n  \
-         ci              fmt --check, tidy, lint, test, docs\n  \
+         ci              fmt --check, tidy, lint, test, examples, docs\n  \
          fmt [--check]   format the workspace\n  \
          lint            clippy on all targets, warnings as errors\n  \
          test [ARGS]     tests (nextest if installed) and doctests\n  \
          docs [--open]   build the docs site\n  \
          bench [FILTER]  run the benchmarks and print one table\n  \
+         examples        run every example program of the crates\n  \
          stress [ARGS]   the original's stress scenario at full size\n  \
          tidy            project rules no compiler checks"
     );
@@ -109,7 +113,7 @@ fn task_help(task: &str) -> Option<&'static str> {
     Some(match task {
         "ci" => {
             "ci\n\neverything CI checks, in order, stopping at the first failure: fmt --check, \
-                 tidy, lint, test, docs"
+                 tidy, lint, test, examples, docs"
         }
         "fmt" => "fmt [--check]\n\nrustfmt over the workspace; --check only reports",
         "lint" => "lint\n\nclippy on all targets and features, warnings as errors",
@@ -130,6 +134,10 @@ fn task_help(task: &str) -> Option<&'static str> {
             "stress [ARGS...]\n\nthe original's stress scenario at full size (bounded in \
                      time)"
         }
+        "examples" => {
+            "examples\n\nruns every example of the crates (crates/*/examples), each of which \
+                       ends by itself; fails at the first that does not exit 0"
+        }
         "tidy" => "tidy\n\nproject rules that no compiler checks (see xtask/src/tidy.rs)",
         _ => return None,
     })
@@ -139,11 +147,12 @@ fn task_help(task: &str) -> Option<&'static str> {
 type Step = (&'static str, fn() -> Result);
 
 fn ci() -> Result {
-    let steps: [Step; 5] = [
+    let steps: [Step; 6] = [
         ("fmt", || fmt(true)),
         ("tidy", || tidy::run(&project_root())),
         ("lint", lint),
         ("test", || test(&[])),
+        ("examples", || examples::run(&project_root())),
         ("docs", || docs(false)),
     ];
     let mut summary = Vec::new();
