@@ -21,12 +21,14 @@ pub use crate::connection::{
 use std::{
     fmt, io,
     net::{SocketAddr, TcpStream},
+    pin::Pin,
+    task::{self, Poll, ready},
     time::Duration,
 };
 
 use ave_exceptions::NetworkError;
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::{
     Error,
@@ -285,15 +287,33 @@ impl Connection {
     ///
     /// `ConnectionClosed` at end of stream or on a reset, [`Error::Io`] otherwise.
     pub async fn fill(&mut self) -> Result<(), Error> {
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+    }
+
+    /// [`Connection::fill`] as a poll: ready once at least one byte was received.
+    ///
+    /// An empty input buffer goes back to a small per-thread stock while the connection
+    /// waits, so an idle connection holds no read buffer and a busy one does not allocate
+    /// a new one for every request.
+    pub(crate) fn poll_fill(&mut self, cx: &mut task::Context<'_>) -> Poll<Result<(), Error>> {
         loop {
-            self.input.release_if_empty();
-            self.stream.readable().await.map_err(map_read_error)?;
+            if let Some(buffer) = self.input.take_if_empty() {
+                spare::put(buffer);
+            }
+            if let Err(e) = ready!(self.stream.poll_read_ready(cx)) {
+                return Poll::Ready(Err(map_read_error(e)));
+            }
+            if self.input.is_empty() && self.input.capacity() == 0 {
+                if let Some(buffer) = spare::take() {
+                    self.input.give(buffer);
+                }
+            }
             match self.stream.try_read_buf(self.input.read_target()) {
-                Ok(0) => return Err(Error::Network(NetworkError::closed())),
-                Ok(_) => return Ok(()),
+                Ok(0) => return Poll::Ready(Err(Error::Network(NetworkError::closed()))),
+                Ok(_) => return Poll::Ready(Ok(())),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(map_read_error(e)),
+                Err(e) => return Poll::Ready(Err(map_read_error(e))),
             }
         }
     }
@@ -332,6 +352,20 @@ impl Connection {
         json::encode_frame(value, &mut self.output)
     }
 
+    /// Queues one frame holding the JSON object `{key: value}`, written straight into the
+    /// output (the shape of every reply: `{"result": ...}`, `{"exception": ...}`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] if the value cannot be serialized.
+    pub(crate) fn queue_reply<T: Serialize + ?Sized>(
+        &mut self,
+        key: &str,
+        value: &T,
+    ) -> Result<(), Error> {
+        json::encode_frame(&json::Entry { key, value }, &mut self.output)
+    }
+
     /// Whether queued bytes are waiting to be written.
     pub fn has_pending_output(&self) -> bool {
         self.written < self.output.len()
@@ -344,11 +378,19 @@ impl Connection {
     ///
     /// `ConnectionClosed` if the peer is gone, [`Error::Io`] otherwise.
     pub async fn flush(&mut self) -> Result<(), Error> {
+        std::future::poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    /// [`Connection::flush`] as a poll.
+    pub(crate) fn poll_flush(&mut self, cx: &mut task::Context<'_>) -> Poll<Result<(), Error>> {
         while self.written < self.output.len() {
-            let n =
-                self.stream.write(&self.output[self.written..]).await.map_err(map_write_error)?;
+            let pending = &self.output[self.written..];
+            let n = match ready!(Pin::new(&mut self.stream).poll_write(cx, pending)) {
+                Ok(n) => n,
+                Err(e) => return Poll::Ready(Err(map_write_error(e))),
+            };
             if n == 0 {
-                return Err(Error::Network(NetworkError::closed()));
+                return Poll::Ready(Err(Error::Network(NetworkError::closed())));
             }
             self.written += n;
         }
@@ -358,7 +400,7 @@ impl Connection {
             self.output.clear();
         }
         self.written = 0;
-        Ok(())
+        Poll::Ready(Ok(()))
     }
 
     /// Queues one frame and writes everything queued.
@@ -375,5 +417,40 @@ impl Connection {
     /// reading goes on.
     pub async fn shutdown_write(&mut self) {
         let _ = self.stream.shutdown().await;
+    }
+}
+
+/// Read buffers of connections that wait, kept per thread for the next connection that
+/// receives: a busy server reuses a few buffers instead of allocating one per request.
+mod spare {
+    use std::cell::RefCell;
+
+    /// How many buffers a thread keeps.
+    const KEEP: usize = 4;
+
+    thread_local! {
+        static STOCK: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// The largest buffer kept: the usual read chunk and then some, never the room of a
+    /// large frame.
+    const KEEP_CAPACITY: usize = 64 * 1024;
+
+    /// Keeps an empty buffer (or frees it if the stock is full or it is large).
+    pub(super) fn put(buffer: Vec<u8>) {
+        if buffer.capacity() > KEEP_CAPACITY {
+            return;
+        }
+        let _ = STOCK.try_with(|stock| {
+            let mut stock = stock.borrow_mut();
+            if stock.len() < KEEP {
+                stock.push(buffer);
+            }
+        });
+    }
+
+    /// A kept buffer, if there is one.
+    pub(super) fn take() -> Option<Vec<u8>> {
+        STOCK.try_with(|stock| stock.borrow_mut().pop()).ok().flatten()
     }
 }

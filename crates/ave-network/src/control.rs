@@ -21,6 +21,7 @@ pub(crate) mod service;
 pub(crate) mod session;
 pub(crate) mod shared;
 pub(crate) mod signals;
+mod wake;
 
 pub use crate::control::{
     builder::ControlBuilder,
@@ -393,6 +394,11 @@ impl Control {
         };
         tracing::info!(service = %shared.config.name, reason = ?reason, "shutting down");
         shared.shutdown.send_replace(Some(ShutdownSignal { details, deadline }));
+        // Connection tasks look for the shutdown when their doorbell rings; a task that
+        // starts after this sees the shutdown before it waits.
+        for conn in lock(&shared.conns).values() {
+            conn.wake.raise();
+        }
         // Connections adopted while the loop was stopping are served only to be closed.
         while let Ok(command) = self.commands.try_recv() {
             match command {

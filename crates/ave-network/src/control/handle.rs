@@ -192,7 +192,7 @@ impl ControlHandle {
         let conn = self.shared.conn(id)?;
         let (reply, result) = oneshot::channel();
         *lock(&conn.detach) = Some(reply);
-        conn.wake.notify_one();
+        conn.wake.raise();
         drop(conn);
         result
             .await
@@ -215,7 +215,7 @@ impl ControlHandle {
         if identity.is_some() {
             return Err(Error::Invalid("connection already has authkey".to_owned()));
         }
-        *identity = Some(key.to_owned());
+        *identity = Some(Arc::from(key));
         Ok(())
     }
 

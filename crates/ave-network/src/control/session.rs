@@ -1,7 +1,7 @@
 //! The task that serves one connection of a `Control`: the handshake, then requests one
 //! at a time, then the one teardown path every ending goes through.
 
-use std::{panic::AssertUnwindSafe, sync::Arc, sync::atomic::Ordering};
+use std::{panic::AssertUnwindSafe, sync::Arc, task::Poll};
 
 use ave_exceptions::{AveException, Kind};
 use serde_json::{Value, json};
@@ -9,7 +9,7 @@ use tokio::{sync::OwnedSemaphorePermit, time::Instant};
 
 use crate::{
     Connection, Error,
-    control::dispatch::{self, Prepared},
+    control::dispatch::{self, Prepared, Request},
     control::service::{CatchPanic, Context, RpcResult},
     control::{
         Command, ConnShared, ConnectionInfo, ConnectionPhase, ControlHandle, DetachedConnection,
@@ -137,7 +137,7 @@ impl Session {
                         return Err(End::Refused);
                     }
                 }
-                () = self.conn.wake.notified() => {}
+                () = self.conn.wake.raised() => {}
                 () = tokio::time::sleep_until(deadline) => {
                     tracing::debug!(conn = %self.conn.id, "handshake timed out");
                     return Err(End::Refused);
@@ -149,7 +149,7 @@ impl Session {
                 }
             }
         };
-        self.shared.activity.fetch_add(1, Ordering::Relaxed);
+        self.shared.note_activity();
         let authenticated = identity.is_some();
         self.conn.set_identity(identity);
         if self.io.queue_json(&json!({ "authenticated": authenticated })).is_err() {
@@ -164,22 +164,32 @@ impl Session {
 
     /// Serves requests until the connection ends.
     async fn serve(&mut self) -> End {
+        // The shutdown rings every connection's doorbell; a task that starts after that
+        // sees the shutdown here.
+        if self.shutting_down() {
+            return End::Shutdown;
+        }
         loop {
-            if self.shutting_down() {
-                return End::Shutdown;
+            if self.conn.wake.is_raised() {
+                if self.shutting_down() {
+                    return End::Shutdown;
+                }
+                if self.conn.detach_requested() {
+                    return End::Detach;
+                }
             }
-            if self.conn.detach_requested() {
-                return End::Detach;
-            }
+            // The request borrows its method from the service.
             let shared = self.shared.clone();
-            let identity = self.conn.identity();
             let request = match self.io.next_frame() {
-                Ok(Some(frame)) => Some(dispatch::prepare(
-                    frame,
-                    &shared.service,
-                    &shared.keys,
-                    identity.as_deref(),
-                )),
+                Ok(Some(frame)) => {
+                    let identity = self.conn.identity_ref();
+                    Some(dispatch::prepare(
+                        frame,
+                        &shared.service,
+                        &shared.keys,
+                        identity.as_deref(),
+                    ))
+                }
                 Ok(None) => None,
                 Err(e) => {
                     self.invalid_rpc(&e).await;
@@ -187,53 +197,62 @@ impl Session {
                 }
             };
             if let Some(request) = request {
-                shared.activity.fetch_add(1, Ordering::Relaxed);
-                let one_way = request.one_way;
-                let reply = match request.prepared {
-                    Prepared::Refuse(exception) => {
-                        (!one_way).then(|| json!({ "exception": exception }))
-                    }
-                    Prepared::Invoke { method, args, resource } => {
-                        let ctx = Context {
-                            control: self.handle(),
-                            conn: self.conn.clone(),
-                            resource,
-                            one_way,
-                            method: method.name.clone(),
-                        };
-                        let call = CatchPanic(method.handler.call(ctx, args));
-                        let Some(result) = self.await_call(call).await else {
-                            return End::Shutdown;
-                        };
-                        self.answer(&method.name, one_way, result)
-                    }
-                };
-                if let Some(reply) = reply {
-                    if let Err(e) = self.io.queue_json(&reply) {
-                        let e = AveException::custom(
-                            "Exception",
-                            format!("INTERNAL ERROR: cannot encode the reply: {e}"),
-                        );
-                        let _ = self.io.queue_json(&json!({ "exception": e.to_wire() }));
-                    }
+                if let Err(end) = self.handle_request(request).await {
+                    return end;
                 }
                 continue;
             }
-            tokio::select! {
-                biased;
-                changed = self.shutdown.changed() => {
-                    if changed.is_err() {
-                        return End::Shutdown;
-                    }
+            // Nothing buffered: write what is queued, or wait for more input, until the
+            // doorbell rings.
+            let (wake, io) = (&self.conn.wake, &mut self.io);
+            let waited = std::future::poll_fn(|cx| {
+                if wake.poll_raised(cx).is_ready() {
+                    return Poll::Ready(Ok(()));
                 }
-                () = self.conn.wake.notified() => {}
-                r = flush_or_fill(&mut self.io) => {
-                    if let Err(e) = r {
-                        return End::Lost(Some(e));
-                    }
-                }
+                if io.has_pending_output() { io.poll_flush(cx) } else { io.poll_fill(cx) }
+            })
+            .await;
+            if let Err(e) = waited {
+                return End::Lost(Some(e));
             }
         }
+    }
+
+    /// Runs one validated request and queues its reply, if one is due.
+    async fn handle_request(&mut self, request: Request<'_>) -> Result<(), End> {
+        self.shared.note_activity();
+        let one_way = request.one_way;
+        let reply = match request.prepared {
+            Prepared::Refuse(exception) => (!one_way).then_some(Reply::Exception(exception)),
+            Prepared::Invoke { method, args, resource } => {
+                let ctx = Context {
+                    control: self.handle(),
+                    conn: self.conn.clone(),
+                    resource,
+                    one_way,
+                    method: method.name.clone(),
+                };
+                let call = CatchPanic(method.handler.call(ctx, args));
+                let Some(result) = self.await_call(call).await else {
+                    return Err(End::Shutdown);
+                };
+                self.answer(&method.name, one_way, result)
+            }
+        };
+        if let Some(reply) = reply {
+            let queued = match &reply {
+                Reply::Result(value) => self.io.queue_reply("result", value),
+                Reply::Exception(value) => self.io.queue_reply("exception", value),
+            };
+            if let Err(e) = queued {
+                let e = AveException::custom(
+                    "Exception",
+                    format!("INTERNAL ERROR: cannot encode the reply: {e}"),
+                );
+                let _ = self.io.queue_reply("exception", &e.to_wire());
+            }
+        }
+        Ok(())
     }
 
     /// Runs a method to completion; if the server starts shutting down meanwhile, gives
@@ -252,14 +271,14 @@ impl Session {
     }
 
     /// The reply to a method's result, if one is due.
-    fn answer(&mut self, method: &str, one_way: bool, result: RpcResult<Value>) -> Option<Value> {
+    fn answer(&mut self, method: &str, one_way: bool, result: RpcResult<Value>) -> Option<Reply> {
         match result {
-            Ok(value) => (!one_way).then(|| json!({ "result": value })),
+            Ok(value) => (!one_way).then_some(Reply::Result(value)),
             Err(e) if e.kind() == Kind::Exit => {
                 // Answered even for one-way calls, as the original; then the server stops.
                 self.exit_sent = true;
                 self.shared.send(Command::Exit(e.clone()));
-                Some(json!({ "exception": e.to_wire() }))
+                Some(Reply::Exception(e.to_wire()))
             }
             Err(mut e) => {
                 if one_way {
@@ -267,7 +286,7 @@ impl Session {
                     return None;
                 }
                 e.ensure_trace(method);
-                Some(json!({ "exception": e.to_wire() }))
+                Some(Reply::Exception(e.to_wire()))
             }
         }
     }
@@ -370,6 +389,12 @@ impl Session {
             }
         }
     }
+}
+
+/// A reply: `{"result": ...}` or `{"exception": ...}`.
+enum Reply {
+    Result(Value),
+    Exception(Value),
 }
 
 #[derive(Clone, Copy)]

@@ -22,6 +22,7 @@ use crate::{
     Address, Connection, ConnectionParts, Error,
     control::service::Service,
     control::session::Phase,
+    control::wake::Wake,
     handshake::{DigestPolicy, Keys},
 };
 
@@ -30,10 +31,12 @@ use crate::{
 pub(crate) struct ConnShared {
     pub(crate) id: ConnectionId,
     pub(crate) address: Address,
-    pub(crate) identity: Mutex<Option<String>>,
+    /// Shared, so that each request reads it without copying the key.
+    pub(crate) identity: Mutex<Option<Arc<str>>>,
     pub(crate) established: AtomicBool,
     pub(crate) detach: Mutex<Option<oneshot::Sender<Result<DetachedConnection, Error>>>>,
-    pub(crate) wake: tokio::sync::Notify,
+    /// Raised when the task must look up from its requests: shutdown, removal.
+    pub(crate) wake: Wake,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -42,11 +45,16 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl ConnShared {
     pub(crate) fn identity(&self) -> Option<String> {
+        lock(&self.identity).as_deref().map(str::to_owned)
+    }
+
+    /// The identity without a copy of the key.
+    pub(crate) fn identity_ref(&self) -> Option<Arc<str>> {
         lock(&self.identity).clone()
     }
 
     pub(crate) fn set_identity(&self, identity: Option<String>) {
-        *lock(&self.identity) = identity;
+        *lock(&self.identity) = identity.map(Arc::from);
     }
 
     pub(crate) fn is_established(&self) -> bool {
@@ -143,6 +151,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Counts a request for the idle hook, which only runs after a quiet interval; without
+    /// an interval nothing reads the count, and busy connections on several threads do not
+    /// contend for it.
+    pub(crate) fn note_activity(&self) {
+        if self.config.interval.is_some() {
+            self.activity.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn send(&self, command: Command) {
         // The receiver lives as long as the event loop; after it, commands have nothing to do.
         let _ = self.commands.send(command);
@@ -153,10 +170,10 @@ impl Shared {
         let conn = Arc::new(ConnShared {
             id,
             address,
-            identity: Mutex::new(identity),
+            identity: Mutex::new(identity.map(Arc::from)),
             established: AtomicBool::new(false),
             detach: Mutex::new(None),
-            wake: tokio::sync::Notify::new(),
+            wake: Wake::default(),
         });
         lock(&self.conns).insert(id, conn.clone());
         conn

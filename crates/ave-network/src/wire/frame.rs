@@ -126,10 +126,34 @@ impl FrameBuffer {
 
     /// Frees the memory of an empty buffer; an idle connection then holds none.
     pub fn release_if_empty(&mut self) {
-        if self.is_empty() && self.buf.capacity() > 0 {
-            self.buf = Vec::new();
+        drop(self.take_if_empty());
+    }
+
+    /// Takes the memory of an empty buffer out, to be reused by [`FrameBuffer::give`]
+    /// (of this or another buffer); `None` if bytes are buffered or nothing is allocated.
+    pub fn take_if_empty(&mut self) -> Option<Vec<u8>> {
+        if !self.is_empty() || self.buf.capacity() == 0 {
+            return None;
+        }
+        self.start = 0;
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        Some(buf)
+    }
+
+    /// Gives an empty buffer holding no memory the allocation of `spare` (its contents are
+    /// dropped).
+    pub fn give(&mut self, mut spare: Vec<u8>) {
+        if self.is_empty() && self.buf.capacity() == 0 {
+            spare.clear();
+            self.buf = spare;
             self.start = 0;
         }
+    }
+
+    /// The bytes allocated.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// The length announced by a complete buffered header, if there is one.
@@ -256,5 +280,29 @@ mod tests {
         fb.read_target();
         fb.release_if_empty();
         assert_eq!(fb.buffered(), b"");
+    }
+
+    #[test]
+    fn an_empty_buffers_memory_moves_to_another_buffer() {
+        let mut fb = FrameBuffer::new(100);
+        assert!(fb.take_if_empty().is_none(), "nothing allocated yet");
+        fb.extend(&framed(b"abc"));
+        assert!(fb.take_if_empty().is_none(), "a frame is buffered");
+        assert_eq!(fb.next_frame().unwrap(), Some(&b"abc"[..]));
+        let spare = fb.take_if_empty().expect("an empty buffer gives its memory");
+        assert!(spare.is_empty() && spare.capacity() > 0);
+        assert_eq!(fb.capacity(), 0);
+
+        let mut other = FrameBuffer::new(100);
+        let capacity = spare.capacity();
+        other.give(spare);
+        assert_eq!(other.capacity(), capacity);
+        other.extend(&framed(b"de"));
+        assert_eq!(other.next_frame().unwrap(), Some(&b"de"[..]));
+        // A buffer that holds bytes keeps its own.
+        let mut busy = FrameBuffer::new(100);
+        busy.extend(b"\0\0");
+        busy.give(vec![9; 8]);
+        assert_eq!(busy.buffered(), b"\0\0");
     }
 }

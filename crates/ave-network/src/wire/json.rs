@@ -183,6 +183,21 @@ pub fn encode_frame<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Resu
     }
 }
 
+/// The object `{key: value}`, serialized without building it.
+pub(crate) struct Entry<'a, T: ?Sized> {
+    pub(crate) key: &'a str,
+    pub(crate) value: &'a T,
+}
+
+impl<T: Serialize + ?Sized> Serialize for Entry<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry(self.key, self.value)?;
+        map.end()
+    }
+}
+
 /// Python 2's `json.dumps` layout: `", "`, `": "`, and `\uXXXX` for every non-ASCII
 /// character.
 struct PythonFormatter;
@@ -288,6 +303,17 @@ mod tests {
         assert!(parse(b"").is_err());
         assert!(parse(b"NaNa").is_err());
         assert!(parse(b"[1, 2").is_err());
+    }
+
+    #[test]
+    fn an_entry_is_written_as_its_one_key_object() {
+        for value in [json!("pong"), json!({"type": "Exit", "message": "\u{e5}"}), json!(null)] {
+            let mut direct = Vec::new();
+            encode_frame(&Entry { key: "result", value: &value }, &mut direct).unwrap();
+            let mut built = Vec::new();
+            encode_frame(&json!({ "result": value }), &mut built).unwrap();
+            assert_eq!(direct, built);
+        }
     }
 
     #[test]
