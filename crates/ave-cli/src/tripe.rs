@@ -89,7 +89,7 @@ async fn command(client: &Client, words: &[String]) -> anyhow::Result<ExitCode> 
 /// Prints broadcasts, one line each, until the server closes the connection.
 async fn watch(client: &Client, mask: &str) -> anyhow::Result<ExitCode> {
     let mut events = client.events();
-    if let Err(error) = client.watch(Some(&watch_spec(mask))).await {
+    if let Err(error) = client.watch(&[&watch_spec(mask)]).await {
         return Ok(report(&error));
     }
     let mut stdout = io::stdout().lock();

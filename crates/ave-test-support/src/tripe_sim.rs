@@ -654,24 +654,36 @@ async fn writer(
     mut write: tokio::net::unix::OwnedWriteHalf,
     mut out: mpsc::UnboundedReceiver<Out>,
 ) {
-    while let Some(item) = out.recv().await {
-        match item {
-            Out::Line(mut bytes) => {
-                bytes.push(b'\n');
-                if write.write_all(&bytes).await.is_err() {
-                    break;
+    // Everything queued when the writer wakes goes out in one write, as the server's
+    // buffered output would (one syscall, one wake-up of the client, per batch).
+    let mut buf = Vec::new();
+    let mut items = Vec::new();
+    'serve: while out.recv_many(&mut items, 256).await > 0 {
+        for item in items.drain(..) {
+            match item {
+                Out::Line(bytes) => {
+                    buf.extend_from_slice(&bytes);
+                    buf.push(b'\n');
+                }
+                Out::Raw(bytes) => buf.extend_from_slice(&bytes),
+                Out::Flushed(done) => {
+                    if write.write_all(&buf).await.is_err() {
+                        break 'serve;
+                    }
+                    buf.clear();
+                    let _ = done.send(());
+                }
+                Out::Close => {
+                    let _ = write.write_all(&buf).await;
+                    buf.clear();
+                    break 'serve;
                 }
             }
-            Out::Raw(bytes) => {
-                if write.write_all(&bytes).await.is_err() {
-                    break;
-                }
-            }
-            Out::Flushed(done) => {
-                let _ = done.send(());
-            }
-            Out::Close => break,
         }
+        if write.write_all(&buf).await.is_err() {
+            break;
+        }
+        buf.clear();
     }
     let _ = write.shutdown().await;
 }
@@ -1085,8 +1097,12 @@ async fn command(ctx: &Ctx, line: &str) {
         ctx.release();
         return;
     };
-    ctx.state().log.push((ctx.id, line.to_owned()));
-    let script = ctx.state().scripts.get(&keyword.to_ascii_uppercase()).cloned();
+    let upper = keyword.to_ascii_uppercase();
+    let (script, stream) = {
+        let mut state = ctx.state();
+        state.log.push((ctx.id, line.to_owned()));
+        (state.scripts.get(&upper).cloned(), state.streams.get(&upper).cloned())
+    };
     if let Some(lines) = script {
         ctx.release();
         for bytes in lines {
@@ -1094,7 +1110,6 @@ async fn command(ctx: &Ctx, line: &str) {
         }
         return;
     }
-    let stream = ctx.state().streams.get(&keyword.to_ascii_uppercase()).cloned();
     if let Some(line) = stream {
         return endless(ctx, line).await;
     }

@@ -2,99 +2,166 @@
 //! Python 3 client (`tests/it/peer.py`, stdlib sockets, blocking) doing the same work on
 //! the same simulator in the same run:
 //!
-//! - `tripe_command_rtt`: one `VERSION` command at a time, the mean round trip;
+//! - `tripe_command_rtt`: one `VERSION` command at a time, the round trip;
 //! - `tripe_100_background_jobs`: 100 background `PING`s started on one connection, then
-//!   all awaited; the mean time per round.
+//!   all awaited; the time of one such round.
 //!
-//! The simulator's own cost is in both figures. Bounded: a few thousand commands.
+//! The two clients take turns, sample after sample (who goes first alternates), each on
+//! its own warm connection, and each figure is the median of its samples: a stretch of
+//! machine load then falls on both sides alike instead of on whichever ran during it. The
+//! simulator's own cost is in both figures. Bounded: a few thousand commands.
 
 // A benchmark prints its results.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::{process::Command, time::Instant};
+use std::{
+    io::{BufRead, BufReader, Write},
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    time::Instant,
+};
 
 use ave_test_support::tripe_sim::Sim;
 use ave_tripe::{Client, PingOptions, PingResult};
 
-const COMMANDS: usize = 3000;
+/// Commands per round-trip sample.
+const BATCH: usize = 200;
+/// Background jobs per round.
 const JOBS: usize = 100;
-const ROUNDS: usize = 30;
+/// Samples of each figure, for each client.
+const SAMPLES: usize = 21;
+/// The target: at most this fraction of the Python client's time.
+const TARGET: f64 = 0.5;
 
 fn main() {
     let sim = Sim::start();
     sim.add_peer("alice", &["INET", "10.0.0.1", "4070"]);
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let (rtt, round) = runtime.block_on(ours(&sim));
+    let client = runtime.block_on(Client::connect(sim.path())).expect("connect");
+    let mut python = Python::start(&sim);
 
-    let peer_rtt = python(&["bench", &sim.path().display().to_string(), &COMMANDS.to_string()])
-        .map(|secs| secs / COMMANDS as f64 * 1e6);
-    report("tripe_command_rtt", rtt, peer_rtt, 1.0);
+    // Warm both connections up.
+    runtime.block_on(rtt_batch(&client, BATCH));
+    let _ = python.as_mut().map(|p| p.request("rtt", BATCH));
 
-    let peer_round = python(&[
-        "bgbench",
-        &sim.path().display().to_string(),
-        "alice",
-        &JOBS.to_string(),
-        &ROUNDS.to_string(),
-    ])
-    .map(|secs| secs / ROUNDS as f64 * 1e6);
-    report("tripe_100_background_jobs", round, peer_round, 1.0);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut ours_bg, mut theirs_bg) = (Vec::new(), Vec::new());
+    for sample in 0..SAMPLES {
+        for turn in 0..2 {
+            if (sample + turn) % 2 == 0 {
+                ours.push(runtime.block_on(rtt_batch(&client, BATCH)) / BATCH as f64);
+                ours_bg.push(runtime.block_on(background_round(&client, JOBS)));
+            } else if let Some(peer) = python.as_mut() {
+                theirs.push(peer.request("rtt", BATCH) / BATCH as f64);
+                theirs_bg.push(peer.request("bg", JOBS));
+            }
+        }
+    }
+    report("tripe_command_rtt", &ours, &theirs);
+    report("tripe_100_background_jobs", &ours_bg, &theirs_bg);
 }
 
-/// Our client: the mean command round trip and the mean round of 100 jobs, in µs.
-async fn ours(sim: &Sim) -> (f64, f64) {
-    let client = Client::connect(sim.path()).await.expect("connect");
-    for _ in 0..200 {
-        client.version().await.expect("VERSION");
-    }
+/// `count` VERSION commands, one at a time; the seconds taken.
+async fn rtt_batch(client: &Client, count: usize) -> f64 {
     let started = Instant::now();
-    for _ in 0..COMMANDS {
+    for _ in 0..count {
         client.version().await.expect("VERSION");
     }
-    let rtt = started.elapsed().as_secs_f64() / COMMANDS as f64 * 1e6;
+    started.elapsed().as_secs_f64()
+}
 
+/// `jobs` background PINGs started at once, then all awaited; the seconds taken.
+async fn background_round(client: &Client, jobs: usize) -> f64 {
     let options = PingOptions::default();
     let started = Instant::now();
-    for _ in 0..ROUNDS {
-        let jobs: Vec<_> = (0..JOBS)
-            .map(|_| {
-                let client = client.clone();
-                let options = options.clone();
-                tokio::spawn(async move { client.ping("alice", &options).await })
-            })
-            .collect();
-        for job in jobs {
-            let result = job.await.expect("join").expect("PING");
-            assert!(matches!(result, PingResult::Ok { .. }));
-        }
+    let tasks: Vec<_> = (0..jobs)
+        .map(|_| {
+            let client = client.clone();
+            let options = options.clone();
+            tokio::spawn(async move { client.ping("alice", &options).await })
+        })
+        .collect();
+    for task in tasks {
+        let result = task.await.expect("join").expect("PING");
+        assert!(matches!(result, PingResult::Ok { .. }));
     }
-    let round = started.elapsed().as_secs_f64() / ROUNDS as f64 * 1e6;
-    (rtt, round)
+    started.elapsed().as_secs_f64()
 }
 
-/// Runs the Python peer; the seconds it reports, or `None` if it cannot run.
-fn python(args: &[&str]) -> Option<f64> {
-    let script = format!("{}/tests/it/peer.py", env!("CARGO_MANIFEST_DIR"));
-    let output = match Command::new("python3").arg(script).args(args).output() {
-        Ok(output) if output.status.success() => output,
-        Ok(output) => {
-            eprintln!("python peer failed: {}", String::from_utf8_lossy(&output.stderr));
-            return None;
-        }
-        Err(error) => {
-            eprintln!("python3 unavailable: {error}");
-            return None;
-        }
+/// The Python peer in its `benchloop` mode: one connection, one request per line.
+struct Python {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Python {
+    /// Starts the peer; `None` (with the reason on stderr) if python3 cannot run.
+    fn start(sim: &Sim) -> Option<Python> {
+        let script = format!("{}/tests/it/peer.py", env!("CARGO_MANIFEST_DIR"));
+        let spawned = Command::new("python3")
+            .arg(script)
+            .args(["benchloop", &sim.path().display().to_string(), "alice"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(error) => {
+                eprintln!("python3 unavailable: {error}");
+                return None;
+            }
+        };
+        let stdin = child.stdin.take()?;
+        let stdout = BufReader::new(child.stdout.take()?);
+        Some(Python { child, stdin, stdout })
+    }
+
+    /// Runs one request; the seconds the peer reports.
+    fn request(&mut self, what: &str, count: usize) -> f64 {
+        writeln!(self.stdin, "{what} {count}").expect("write to the python peer");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read from the python peer");
+        line.trim().parse().unwrap_or_else(|_| panic!("python peer answered {line:?}"))
+    }
+}
+
+impl Drop for Python {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+/// One BENCH line, in µs; the spread goes to stderr.
+fn report(name: &str, ours: &[f64], peer: &[f64]) {
+    let us = |samples: &[f64]| median(samples) * 1e6;
+    let spread = |samples: &[f64]| {
+        let (min, max) =
+            samples.iter().fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        format!("{:.2}-{:.2}", min * 1e6, max * 1e6)
     };
-    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
-}
-
-fn report(name: &str, ours: f64, peer: Option<f64>, target: f64) {
-    match peer {
-        Some(peer) => println!(
-            "BENCH name={name}|ours={ours:.2}|peer=python3-stdlib-client|peer_value={peer:.2}|unit=us|better=lower|target={target}"
-        ),
-        None => println!("BENCH name={name}|ours={ours:.2}|unit=us|better=lower"),
+    if peer.is_empty() {
+        println!("BENCH name={name}|ours={:.2}|unit=us|better=lower", us(ours));
+        return;
     }
+    eprintln!(
+        "{name}: ours {} us (median of {}), python {} us (median of {}), ratio {:.3}",
+        spread(ours),
+        ours.len(),
+        spread(peer),
+        peer.len(),
+        us(ours) / us(peer)
+    );
+    println!(
+        "BENCH name={name}|ours={:.2}|peer=python3-stdlib-client|peer_value={:.2}|unit=us|better=lower|target={TARGET}",
+        us(ours),
+        us(peer)
+    );
 }

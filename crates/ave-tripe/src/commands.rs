@@ -202,6 +202,48 @@ fn key_values(command: &str, lines: Vec<Vec<String>>) -> Result<KeyValues, Error
     Ok(map)
 }
 
+/// The selector letters of `TRACE` (spec/tripe-admin.md section 4.2): `t` tunnel, `r`
+/// peer, `a` admin, `s` keyset, `x` key exchange, `m` key management, `l` challenges, `p`
+/// packet contents, `c` crypto details, `A` all.
+pub const TRACE_LETTERS: &str = "traxsmlpcA";
+
+/// The selector letters of `WATCH`: `t` TRACE, `n` NOTE, `w` WARN, `A` all.
+pub const WATCH_LETTERS: &str = "tnwA";
+
+/// Checks `TRACE`/`WATCH` specs: each is signs (`+`, `-`) and letters of `letters`.
+///
+/// # Errors
+///
+/// [`Error::BadSelector`] naming the first character that is neither.
+///
+/// # Examples
+///
+/// ```
+/// use ave_tripe::{check_selectors, Error, WATCH_LETTERS};
+///
+/// assert!(check_selectors("WATCH", WATCH_LETTERS, &["-A+wn", "t"]).is_ok());
+/// assert!(matches!(
+///     check_selectors("WATCH", WATCH_LETTERS, &["+wz"]),
+///     Err(Error::BadSelector { letter: 'z', .. })
+/// ));
+/// ```
+pub fn check_selectors(command: &str, letters: &str, specs: &[&str]) -> Result<(), Error> {
+    for spec in specs {
+        if let Some(letter) =
+            spec.chars().find(|c| !matches!(c, '+' | '-') && !letters.contains(*c))
+        {
+            return Err(Error::BadSelector { command: command.to_ascii_uppercase(), letter });
+        }
+    }
+    Ok(())
+}
+
+/// The one spec word for `TRACE`/`WATCH`, if any.
+fn joined_spec(specs: &[&str]) -> Option<String> {
+    let joined = specs.concat();
+    (!joined.is_empty()).then_some(joined)
+}
+
 fn trace_entries(command: &str, lines: Vec<Vec<String>>) -> Result<Vec<TraceEntry>, Error> {
     lines
         .into_iter()
@@ -503,24 +545,40 @@ impl Client {
         self.command(["QUIT"])?.ok().await
     }
 
-    /// `TRACE [SPEC]`: with a spec (`+x-p`, ...) changes the server's debug tracing; with
-    /// none lists the selectors.
+    /// `TRACE [SPEC...]`: with specs (`+x-p`, `-A`, ..., as tripe.py's `trace(*args)`)
+    /// changes the server's debug tracing; with none lists the selectors.
+    ///
+    /// Each spec is checked before anything is sent: signs `+`/`-` and the selector
+    /// letters of [`TRACE_LETTERS`] only. The server reads one spec word, applied left to
+    /// right, so the specs are sent joined into one (`["-A", "+x"]` goes as `-A+x`). (A server with newer letters is reached with
+    /// [`Client::command`].)
     ///
     /// # Errors
     ///
-    /// `bad-trace-option` and the [`Client`] methods' errors.
-    pub async fn trace(&self, spec: Option<&str>) -> Result<Vec<TraceEntry>, Error> {
-        trace_entries("TRACE", self.command(words_of(&["TRACE"], spec))?.collect().await?)
+    /// [`Error::BadSelector`] for a letter that is not a selector; `bad-trace-option` and
+    /// the [`Client`] methods' errors.
+    pub async fn trace(&self, specs: &[&str]) -> Result<Vec<TraceEntry>, Error> {
+        check_selectors("TRACE", TRACE_LETTERS, specs)?;
+        let words = words_of(&["TRACE"], joined_spec(specs));
+        trace_entries("TRACE", self.command(words)?.collect().await?)
     }
 
-    /// `WATCH [SPEC]`: with a spec (`-A+wn`, ...) chooses the broadcasts this connection
-    /// receives (`w` WARN, `n` NOTE, `t` TRACE, `A` all); with none lists them.
+    /// `WATCH [SPEC...]`: with specs (`-A+wn`, ..., as tripe.py's `watch(*args)`) chooses
+    /// the broadcasts this connection receives (`w` WARN, `n` NOTE, `t` TRACE, `A` all);
+    /// with none lists them.
+    ///
+    /// Each spec is checked before anything is sent: signs `+`/`-` and the letters of
+    /// [`WATCH_LETTERS`] only. The specs are sent joined into one word, as for
+    /// [`Client::trace`].
     ///
     /// # Errors
     ///
-    /// `bad-watch-option` and the [`Client`] methods' errors.
-    pub async fn watch(&self, spec: Option<&str>) -> Result<Vec<TraceEntry>, Error> {
-        trace_entries("WATCH", self.command(words_of(&["WATCH"], spec))?.collect().await?)
+    /// [`Error::BadSelector`] for a letter that is not a selector; `bad-watch-option` and
+    /// the [`Client`] methods' errors.
+    pub async fn watch(&self, specs: &[&str]) -> Result<Vec<TraceEntry>, Error> {
+        check_selectors("WATCH", WATCH_LETTERS, specs)?;
+        let words = words_of(&["WATCH"], joined_spec(specs));
+        trace_entries("WATCH", self.command(words)?.collect().await?)
     }
 
     /// `NOTIFY TOKENS...`: broadcasts `NOTE USER TOKENS...`.

@@ -34,6 +34,13 @@ pub enum Error {
         /// The job's tag.
         tag: String,
     },
+    /// The service job was cancelled (`SVCCANCEL`, or the service was claimed away):
+    /// nothing more may be sent for it.
+    #[error("service job {jobid} was cancelled")]
+    JobCancelled {
+        /// The job id.
+        jobid: String,
+    },
     /// A command with no words.
     #[error("empty command")]
     EmptyCommand,
@@ -52,6 +59,15 @@ pub enum Error {
         len: usize,
         /// The limit, [`MAX_COMMAND_LEN`](crate::MAX_COMMAND_LEN).
         max: usize,
+    },
+    /// A `TRACE` or `WATCH` spec holds a character that is neither a sign nor one of the
+    /// command's selector letters.
+    #[error("{command} has no selector {letter:?} (the letters are {letters})", letters = if command == "WATCH" { crate::commands::WATCH_LETTERS } else { crate::commands::TRACE_LETTERS })]
+    BadSelector {
+        /// `TRACE` or `WATCH`.
+        command: String,
+        /// The offending character.
+        letter: char,
     },
     /// The connection's service lines were already taken by another service provider.
     #[error("this connection already has a service provider")]

@@ -77,7 +77,7 @@ pub use crate::{
     },
     commands::{
         AddOptions, Address, HelpEntry, KeyValues, PingOptions, PingResult, ServerVersion,
-        ServiceEntry, TraceEntry, parse_bool,
+        ServiceEntry, TRACE_LETTERS, TraceEntry, WATCH_LETTERS, check_selectors, parse_bool,
     },
     error::{Disconnect, Error, FailKind, Failure},
     event::{Event, Note, WarnCategory, Warning},
@@ -86,8 +86,8 @@ pub use crate::{
     message::{ServerMessage, ServiceMessage},
     path::{DEFAULT_DIR, DEFAULT_SOCKET, SOCKET_NAME, resolve_socket, resolve_socket_with},
     service::{
-        HandlerFuture, Job, JobError, QuitHandle, Service, ServiceProvider, StopReason,
-        run_services,
+        CommandRow, Handler, HandlerFuture, Job, JobEnd, JobError, QuitHandle, Service,
+        ServiceProvider, ServiceRunner, SetupFuture, StopReason, handler, run_services,
     },
     words::{join_words, next_word, quotify, split_words},
 };

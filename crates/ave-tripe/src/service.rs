@@ -3,11 +3,19 @@
 //! A [`ServiceProvider`] claims [`Service`]s on a connection and answers their jobs: each
 //! `SVCJOB` runs its command's handler as a task, which may send INFO lines to the
 //! submitter ([`Job::info`]) and ends with `SVCOK`, or `SVCFAIL` with the tokens of its
-//! [`JobError`]. `SVCCANCEL` aborts the task and nothing more is sent for the job;
-//! `SVCCLAIM` (a later version claimed elsewhere) removes the service. Every service gets
-//! the standard `HELP` and `QUIT` commands unless it defines its own.
-//! [`ServiceProvider::run`] returns once no services and no jobs are left, as tripe.py's
-//! `runservices` does, or when asked to quit.
+//! [`JobError`]. `SVCCANCEL` reaches the handler as a cancellation it can observe
+//! ([`Job::cancelled`], [`Job::is_cancelled`]) and clean up after; nothing more is sent
+//! for the job, and its end is reported once ([`JobEnd`], [`ServiceProvider::on_job_end`]).
+//! `SVCCLAIM` (a later version claimed elsewhere) removes the service and cancels its
+//! jobs the same way. Every service gets the standard `HELP` and `QUIT` commands unless it
+//! defines its own, and may make its own jobs ([`Service::job_factory`], tripe.py's
+//! overridable `job()`). [`ServiceProvider::run`] returns once no services and no jobs are
+//! left, as tripe.py's `runservices` does, or when asked to quit. [`ServiceRunner`] (and
+//! [`run_services`]) is tripe.py's `runservices(socket, tab, init, setup, daemon)`: an
+//! `init` step, the connection, the claims, a `setup` step, then the jobs; a service
+//! program that daemonizes does it between [`ServiceRunner::start`] and
+//! [`ServiceProvider::run`] (see the `echo_service` example, built on ave-network's
+//! `Daemon`).
 
 use std::{
     any::Any,
@@ -21,10 +29,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use tokio::{
-    sync::Notify,
-    task::{AbortHandle, JoinSet},
-};
+use tokio::{sync::Notify, task::JoinSet};
 
 use crate::{
     client::{Client, ServiceMessages},
@@ -35,7 +40,21 @@ use crate::{
 /// The future a service command's handler returns.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>>;
 
-type Handler = Arc<dyn Fn(Job, Vec<String>) -> HandlerFuture + Send + Sync>;
+/// A service command's handler, boxed: what [`handler`] makes, for service tables.
+pub type Handler = Arc<dyn Fn(Job, Vec<String>) -> HandlerFuture + Send + Sync>;
+
+/// Boxes a handler for a service table ([`Service::from_table`]).
+pub fn handler<F, Fut>(f: F) -> Handler
+where
+    F: Fn(Job, Vec<String>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+{
+    Arc::new(move |job, args| Box::pin(f(job, args)))
+}
+
+/// One row of a service table: `(name, min, max, usage, handler)`, as the original's
+/// `(MIN, MAX, USAGE, FUNC)` under its name.
+pub type CommandRow<'a> = (&'a str, usize, Option<usize>, &'a str, Handler);
 
 /// Why a job failed; it becomes the tokens of `SVCFAIL` (tripe.py's conventions).
 ///
@@ -162,24 +181,99 @@ impl ServiceCommand {
 /// );
 /// assert_eq!(service.name(), "echo");
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Service {
     name: String,
     version: String,
     commands: BTreeMap<String, ServiceCommand>,
+    factory: Option<Handler>,
+}
+
+impl fmt::Debug for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Service")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("commands", &self.commands)
+            .field("factory", &self.factory.is_some())
+            .finish()
+    }
+}
+
+impl<'a, I> From<(&'a str, &'a str, I)> for Service
+where
+    I: IntoIterator<Item = CommandRow<'a>>,
+{
+    /// A service from a table row `(name, version, commands)`.
+    fn from((name, version, commands): (&'a str, &'a str, I)) -> Service {
+        Service::from_table(name, version, commands)
+    }
 }
 
 impl Service {
     /// A service with no commands yet (besides the standard `HELP` and `QUIT`).
     pub fn new(name: impl Into<String>, version: impl Into<String>) -> Service {
-        Service { name: name.into(), version: version.into(), commands: BTreeMap::new() }
+        Service {
+            name: name.into(),
+            version: version.into(),
+            commands: BTreeMap::new(),
+            factory: None,
+        }
+    }
+
+    /// A service declared as data, as the original's `(NAME, VERSION, COMMANDS)` tuples.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ave_tripe::{JobError, Service, handler};
+    ///
+    /// let service = Service::from_table(
+    ///     "echo",
+    ///     "1.0",
+    ///     [("shout", 0, None, "ARGS...", handler(|job, args: Vec<String>| async move {
+    ///         job.info([args.join(" ")]).await?;
+    ///         Ok::<(), JobError>(())
+    ///     }))],
+    /// );
+    /// assert_eq!(service.commands(), ["shout"]);
+    /// ```
+    pub fn from_table<'a>(
+        name: &str,
+        version: &str,
+        commands: impl IntoIterator<Item = CommandRow<'a>>,
+    ) -> Service {
+        let mut service = Service::new(name, version);
+        for (command, min, max, usage, handler) in commands {
+            service = service.command_handler(command, min, max, usage, handler);
+        }
+        service
+    }
+
+    /// Makes this service's jobs with `factory` instead of the command table (tripe.py's
+    /// overridable `job()`): it gets every job of the service, whatever the command, and
+    /// its result is the job's answer. [`Job::run_command`] runs the table's command from
+    /// inside it, so a factory can wrap, log, or route jobs its own way.
+    pub fn job_factory<F, Fut>(mut self, factory: F) -> Service
+    where
+        F: Fn(Job, Vec<String>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+    {
+        self.factory = Some(handler(factory));
+        self
+    }
+
+    /// The names of the commands, sorted (the standard `help` and `quit` are added when
+    /// the service is claimed).
+    pub fn commands(&self) -> Vec<&str> {
+        self.commands.keys().map(String::as_str).collect()
     }
 
     /// Adds a command. Its name is matched without regard to case; it takes at least `min`
     /// and at most `max` arguments (`None`: no limit), described by the words of `usage`
     /// for `HELP` and syntax errors. The handler runs once per job, in its own task.
     pub fn command<F, Fut>(
-        mut self,
+        self,
         name: &str,
         min: usize,
         max: Option<usize>,
@@ -190,8 +284,19 @@ impl Service {
         F: Fn(Job, Vec<String>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), JobError>> + Send + 'static,
     {
+        self.command_handler(name, min, max, usage, crate::service::handler(handler))
+    }
+
+    /// [`Service::command`] with a boxed handler.
+    pub fn command_handler(
+        mut self,
+        name: &str,
+        min: usize,
+        max: Option<usize>,
+        usage: &str,
+        handler: Handler,
+    ) -> Service {
         let name = name.to_lowercase();
-        let handler: Handler = Arc::new(move |job, args| Box::pin(handler(job, args)));
         let usage = usage.split_whitespace().map(str::to_owned).collect();
         self.commands.insert(name.clone(), ServiceCommand { name, min, max, usage, handler });
         self
@@ -252,6 +357,41 @@ pub struct Job {
     service: String,
     command: String,
     quit: Arc<QuitState>,
+    cancel: Arc<CancelState>,
+    definition: Option<Arc<Service>>,
+}
+
+/// A job's cancellation flag.
+#[derive(Debug, Default)]
+struct CancelState {
+    cancelled: std::sync::atomic::AtomicBool,
+    notify: Notify,
+}
+
+impl CancelState {
+    fn cancel(&self) {
+        self.cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// How a job ended, reported once per job ([`ServiceProvider::on_job_end`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JobEnd {
+    /// The handler succeeded and `SVCOK` was sent.
+    Ok,
+    /// The handler failed and `SVCFAIL` was sent with the error's tokens.
+    Failed(JobError),
+    /// The job was cancelled (`SVCCANCEL`, or its service was claimed away); the handler
+    /// has returned and nothing was sent for it after the cancellation.
+    Cancelled,
+    /// The provider stopped while the job ran; its task was dropped.
+    Abandoned,
 }
 
 impl Job {
@@ -280,14 +420,54 @@ impl Job {
     ///
     /// # Errors
     ///
-    /// The server's failure (`unknown-jobid` if the job was cancelled meanwhile) or a
-    /// connection error.
+    /// [`Error::JobCancelled`] once the job is cancelled (nothing is sent); the server's
+    /// failure (`unknown-jobid` if the cancellation crossed the line) or a connection
+    /// error.
     pub async fn info<I, S>(&self, tokens: I) -> Result<(), Error>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        if self.is_cancelled() {
+            return Err(Error::JobCancelled { jobid: self.id.clone() });
+        }
         self.client.svcinfo(&self.id, tokens).await
+    }
+
+    /// Whether the job has been cancelled (`SVCCANCEL`, or its service was claimed away).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Waits until the job is cancelled (forever if it never is): race it against the
+    /// work with `tokio::select!` to stop and clean up. Whatever the handler returns
+    /// after a cancellation is not sent; the job ends as [`JobEnd::Cancelled`].
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.cancel.notify.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Runs the service's command table for this job, as a provider does for a service
+    /// without a [`Service::job_factory`]: the command named by [`Job::command`], its
+    /// argument count checked.
+    ///
+    /// # Errors
+    ///
+    /// `unknown-svc-command`, [`JobError::Syntax`], or the handler's error.
+    pub async fn run_command(&self, args: Vec<String>) -> Result<(), JobError> {
+        let Some(service) = &self.definition else {
+            return Err(JobError::fail(["unknown-service", self.service.as_str()]));
+        };
+        match service.commands.get(&self.command.to_lowercase()) {
+            None => Err(JobError::fail(["unknown-svc-command", self.command.as_str()])),
+            Some(c) if !c.accepts(args.len()) => Err(JobError::Syntax),
+            Some(c) => CatchUnwind((c.handler)(self.clone(), args)).await,
+        }
     }
 
     /// Asks the provider to stop once this job has ended (what the standard `QUIT` does).
@@ -364,14 +544,26 @@ pub enum StopReason {
 /// println!("provider stopped: {reason:?}");
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 pub struct ServiceProvider {
     client: Client,
     messages: ServiceMessages,
     services: HashMap<String, Arc<Service>>,
-    jobs: HashMap<String, AbortHandle>,
-    tasks: JoinSet<String>,
+    jobs: HashMap<String, Job>,
+    tasks: JoinSet<(Job, JobEnd)>,
     quit: Arc<QuitState>,
+    on_end: Option<EndHook>,
+}
+
+type EndHook = Box<dyn Fn(&Job, &JobEnd) + Send + Sync>;
+
+impl fmt::Debug for ServiceProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceProvider")
+            .field("client", &self.client)
+            .field("services", &self.services.keys())
+            .field("jobs", &self.jobs.keys())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServiceProvider {
@@ -389,7 +581,13 @@ impl ServiceProvider {
             jobs: HashMap::new(),
             tasks: JoinSet::new(),
             quit: Arc::default(),
+            on_end: None,
         })
+    }
+
+    /// Calls `hook` once for every job when it ends, however it ends ([`JobEnd`]).
+    pub fn on_job_end(&mut self, hook: impl Fn(&Job, &JobEnd) + Send + Sync + 'static) {
+        self.on_end = Some(Box::new(hook));
     }
 
     /// The provider's connection.
@@ -461,17 +659,27 @@ impl ServiceProvider {
                     None => break StopReason::ConnectionClosed,
                 },
                 Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
-                    if let Ok(jobid) = done {
-                        self.jobs.remove(&jobid);
+                    if let Ok((job, end)) = done {
+                        self.jobs.remove(&job.id);
+                        self.report(&job, &end);
                     }
                 },
                 () = self.quit.notify.notified() => {},
             }
         };
         self.tasks.abort_all();
-        self.jobs.clear();
+        for (_, job) in std::mem::take(&mut self.jobs) {
+            self.report(&job, &JobEnd::Abandoned);
+        }
         tracing::debug!(?reason, "service provider stopped");
         reason
+    }
+
+    fn report(&self, job: &Job, end: &JobEnd) {
+        tracing::debug!(jobid = %job.id, service = %job.service, ?end, "job ended");
+        if let Some(hook) = &self.on_end {
+            hook(job, end);
+        }
     }
 
     fn dispatch(&mut self, message: ServiceMessage) {
@@ -479,16 +687,24 @@ impl ServiceProvider {
             ServiceMessage::Job { jobid, service, command, args } => {
                 self.start(jobid, service, command, args);
             }
-            ServiceMessage::Cancel { jobid } => match self.jobs.remove(&jobid) {
+            // The job stays tracked until its handler returns, so that its end is
+            // reported once.
+            ServiceMessage::Cancel { jobid } => match self.jobs.get(&jobid) {
                 Some(job) => {
                     tracing::debug!(%jobid, "job cancelled");
-                    job.abort();
+                    job.cancel.cancel();
                 }
                 None => tracing::debug!(%jobid, "cancel for a job that already ended"),
             },
             ServiceMessage::Claimed { service, version } => {
                 tracing::info!(%service, %version, "service claimed by another provider");
-                self.services.remove(&service.to_lowercase());
+                let name = service.to_lowercase();
+                self.services.remove(&name);
+                for job in self.jobs.values() {
+                    if job.service.to_lowercase() == name {
+                        job.cancel.cancel();
+                    }
+                }
             }
         }
     }
@@ -498,51 +714,48 @@ impl ServiceProvider {
             tracing::warn!(%jobid, "server reused a live job id; ignored");
             return;
         }
+        let definition = self.services.get(&service.to_lowercase()).cloned();
         let job = Job {
             client: self.client.clone(),
             id: jobid.clone(),
-            service: service.clone(),
-            command: command.clone(),
+            service,
+            command,
             quit: self.quit.clone(),
+            cancel: Arc::default(),
+            definition,
         };
-        let found = self.services.get(&service.to_lowercase()).cloned();
-        let abort = self.tasks.spawn(run_job(job, found, command, args));
-        self.jobs.insert(jobid, abort);
+        self.tasks.spawn(run_job(job.clone(), args));
+        self.jobs.insert(jobid, job);
     }
 }
 
-/// One job, from its handler to its final `SVCOK` or `SVCFAIL`.
-async fn run_job(
-    job: Job,
-    service: Option<Arc<Service>>,
-    command: String,
-    args: Vec<String>,
-) -> String {
-    let (outcome, service_name, found) = match &service {
-        // The service was released or claimed away after the job was submitted.
-        None => (Err(JobError::fail(["unknown-service", job.service.as_str()])), "", None),
-        Some(service) => {
-            let found = service.commands.get(&command.to_lowercase());
-            let outcome = match found {
-                None => Err(JobError::fail(["unknown-svc-command", command.as_str()])),
-                Some(c) if !c.accepts(args.len()) => Err(JobError::Syntax),
-                Some(c) => CatchUnwind((c.handler)(job.clone(), args)).await,
-            };
-            (outcome, service.name.as_str(), found)
-        }
+/// One job, from its handler to its final `SVCOK` or `SVCFAIL` (none once cancelled).
+async fn run_job(job: Job, args: Vec<String>) -> (Job, JobEnd) {
+    let outcome = match job.definition.as_ref().and_then(|s| s.factory.clone()) {
+        Some(factory) => CatchUnwind(factory(job.clone(), args)).await,
+        None => job.run_command(args).await,
     };
-    let sent = match &outcome {
-        Ok(()) => job.client.svcok(&job.id).await,
+    if job.is_cancelled() {
+        return (job, JobEnd::Cancelled);
+    }
+    let (sent, end) = match outcome {
+        Ok(()) => (job.client.svcok(&job.id).await, JobEnd::Ok),
         Err(error) => {
             tracing::debug!(jobid = %job.id, %error, "job failed");
-            job.client.svcfail(&job.id, error.tokens(service_name, found)).await
+            let (name, found) = match &job.definition {
+                Some(service) => {
+                    (service.name.as_str(), service.commands.get(&job.command.to_lowercase()))
+                }
+                None => ("", None),
+            };
+            (job.client.svcfail(&job.id, error.tokens(name, found)).await, JobEnd::Failed(error))
         }
     };
     if let Err(error) = sent {
         // `unknown-jobid` when the job was cancelled while its answer was queued.
         tracing::debug!(jobid = %job.id, %error, "the server refused the job's final answer");
     }
-    job.id
+    (job, end)
 }
 
 /// Turns a panic in a handler into [`JobError::Internal`] of class `panic`.
@@ -570,22 +783,145 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Connects to `path`, claims every service, and answers jobs until the provider stops
-/// (tripe.py's `runservices`).
+/// A step of [`ServiceRunner`]: `init` runs before connecting.
+type InitStep = Box<dyn FnOnce() -> Result<(), Error> + Send>;
+/// `setup` runs once the services are claimed.
+type SetupStep = Box<dyn for<'a> FnOnce(&'a mut ServiceProvider) -> SetupFuture<'a> + Send>;
+/// The future of a `setup` step.
+pub type SetupFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
+
+/// A service program, as tripe.py's `runservices(socket, tab, init, setup, daemon)`: an
+/// `init` step before connecting, the connection, a claim for every service of the table,
+/// a `setup` step once they are claimed, then the jobs until the provider stops.
+///
+/// [`ServiceRunner::start`] does everything up to the jobs and returns the provider: by
+/// then the services are up, which is when a program that daemonizes detaches, so that
+/// its start script knows the service is there (the `echo_service` example does it with
+/// ave-network's `Daemon`, which starts a child and returns once the child reports
+/// that it is ready). [`ServiceRunner::run`] is `start` then [`ServiceProvider::run`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example() -> Result<(), ave_tripe::Error> {
+/// use ave_tripe::{JobError, ServiceRunner, handler};
+///
+/// let reason = ServiceRunner::new("/var/run/tripesock")
+///     .service(("echo", "1.0", [("shout", 0, None, "ARGS...", handler(|job, args: Vec<String>| {
+///         async move {
+///             job.info([args.join(" ")]).await?;
+///             Ok::<(), JobError>(())
+///         }
+///     }))]))
+///     .init(|| Ok(()))
+///     .setup(|provider| Box::pin(async move {
+///         provider.client().notify(["echo", "ready"]).await
+///     }))
+///     .run()
+///     .await?;
+/// println!("stopped: {reason:?}");
+/// # Ok(()) }
+/// ```
+pub struct ServiceRunner {
+    socket: std::path::PathBuf,
+    services: Vec<Service>,
+    init: Option<InitStep>,
+    setup: Option<SetupStep>,
+}
+
+impl fmt::Debug for ServiceRunner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceRunner")
+            .field("socket", &self.socket)
+            .field("services", &self.services)
+            .field("init", &self.init.is_some())
+            .field("setup", &self.setup.is_some())
+            .finish()
+    }
+}
+
+impl ServiceRunner {
+    /// A runner for the admin socket at `socket`, with no services yet.
+    pub fn new(socket: impl AsRef<Path>) -> ServiceRunner {
+        ServiceRunner {
+            socket: socket.as_ref().to_path_buf(),
+            services: Vec::new(),
+            init: None,
+            setup: None,
+        }
+    }
+
+    /// Adds a service: a [`Service`], or a table row `(name, version, commands)`.
+    pub fn service(mut self, service: impl Into<Service>) -> ServiceRunner {
+        self.services.push(service.into());
+        self
+    }
+
+    /// Adds every service of a table.
+    pub fn services<S: Into<Service>>(mut self, table: impl IntoIterator<Item = S>) -> Self {
+        self.services.extend(table.into_iter().map(Into::into));
+        self
+    }
+
+    /// The step that runs first, before connecting (tripe.py's `init`).
+    pub fn init(mut self, init: impl FnOnce() -> Result<(), Error> + Send + 'static) -> Self {
+        self.init = Some(Box::new(init));
+        self
+    }
+
+    /// The step that runs once every service is claimed, before the first job is
+    /// answered (tripe.py's `setup`).
+    pub fn setup<F>(mut self, setup: F) -> ServiceRunner
+    where
+        F: for<'a> FnOnce(&'a mut ServiceProvider) -> SetupFuture<'a> + Send + 'static,
+    {
+        self.setup = Some(Box::new(setup));
+        self
+    }
+
+    /// Runs `init`, connects, claims every service and runs `setup`; returns the provider,
+    /// ready for [`ServiceProvider::run`].
+    ///
+    /// # Errors
+    ///
+    /// What `init` or `setup` fails with, [`Error::Connect`], or the failure of a claim.
+    pub async fn start(self) -> Result<ServiceProvider, Error> {
+        if let Some(init) = self.init {
+            init()?;
+        }
+        let client = Client::connect(&self.socket).await?;
+        let mut provider = ServiceProvider::new(client)?;
+        for service in self.services {
+            provider.claim(service).await?;
+        }
+        if let Some(setup) = self.setup {
+            setup(&mut provider).await?;
+        }
+        Ok(provider)
+    }
+
+    /// [`ServiceRunner::start`], then answers jobs until the provider stops.
+    ///
+    /// # Errors
+    ///
+    /// As [`ServiceRunner::start`].
+    pub async fn run(self) -> Result<StopReason, Error> {
+        Ok(self.start().await?.run().await)
+    }
+}
+
+/// Connects to `path`, claims every service of `table`, and answers jobs until the
+/// provider stops (tripe.py's `runservices` without `init`, `setup` and `daemon`; see
+/// [`ServiceRunner`] for those).
 ///
 /// # Errors
 ///
 /// [`Error::Connect`], or the failure of a claim.
-pub async fn run_services(
+pub async fn run_services<S: Into<Service>>(
     path: impl AsRef<Path>,
-    services: impl IntoIterator<Item = Service>,
+    table: impl IntoIterator<Item = S>,
 ) -> Result<StopReason, Error> {
-    let client = Client::connect(path).await?;
-    let mut provider = ServiceProvider::new(client)?;
-    for service in services {
-        provider.claim(service).await?;
-    }
-    Ok(provider.run().await)
+    ServiceRunner::new(path).services(table).run().await
 }
 
 #[cfg(test)]

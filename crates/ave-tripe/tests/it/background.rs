@@ -15,7 +15,7 @@ async fn jobs_interleave_with_foreground_commands_and_broadcasts() {
     sim.hold_pings("alice");
     sim.hold_pings("bob");
     let client = connect(&sim).await;
-    within(client.watch(Some("-A+n"))).await.unwrap();
+    within(client.watch(&["-A+n"])).await.unwrap();
     let mut events = client.events();
 
     let a = client.command_background(["PING", "alice"]).unwrap();

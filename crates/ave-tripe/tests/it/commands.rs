@@ -5,7 +5,11 @@ use std::time::Duration;
 
 use ave_tripe::{AddOptions, Error, FailKind, PingOptions, PingResult, parse_bool};
 
-use crate::{connect, sim::Sim, within};
+use crate::{
+    connect,
+    sim::{Sim, WATCH_TRACE, WATCH_WARN},
+    within,
+};
 
 fn kind(error: &Error) -> FailKind {
     error.failure().unwrap_or_else(|| panic!("not a FAIL: {error:?}")).kind()
@@ -218,13 +222,13 @@ async fn server_information_and_control() {
     assert_eq!(within(client.tunnels()).await.unwrap(), ["linux", "slip"]);
     within(client.reload()).await.unwrap();
 
-    let trace = within(client.trace(None)).await.unwrap();
+    let trace = within(client.trace(&[])).await.unwrap();
     assert_eq!(trace.len(), 9);
     assert!(trace.iter().all(|t| !t.enabled()));
     assert_eq!(trace[4].selector, 'x');
     assert_eq!(trace[4].description, "key exchange");
-    assert!(within(client.trace(Some("+xm"))).await.unwrap().is_empty());
-    let enabled: Vec<char> = within(client.trace(None))
+    assert!(within(client.trace(&["+xm"])).await.unwrap().is_empty());
+    let enabled: Vec<char> = within(client.trace(&[]))
         .await
         .unwrap()
         .into_iter()
@@ -232,14 +236,20 @@ async fn server_information_and_control() {
         .map(|t| t.selector)
         .collect();
     assert_eq!(enabled, ['x', 'm']);
-    let error = within(client.trace(Some("+q"))).await.unwrap_err();
+    // Letters are checked before anything is sent; the server checks them too.
+    let error = within(client.trace(&["+q"])).await.unwrap_err();
+    assert!(matches!(error, Error::BadSelector { letter: 'q', ref command } if command == "TRACE"));
+    let error = within(client.command(["TRACE", "+q"]).unwrap().ok()).await.unwrap_err();
     assert_eq!(error.failure().unwrap().words(), ["bad-trace-option", "q"]);
+    // Varargs as tripe.py's `trace(*args)`, sent as one spec word.
+    assert!(within(client.trace(&["-A", "+x"])).await.unwrap().is_empty());
+    assert!(sim.received().iter().any(|line| line == "TRACE -A+x"));
 
-    let watch = within(client.watch(None)).await.unwrap();
+    let watch = within(client.watch(&[])).await.unwrap();
     assert_eq!(watch.iter().map(|w| w.selector).collect::<String>(), "tnw");
     assert!(watch.iter().all(|w| !w.enabled()));
-    within(client.watch(Some("-A+wn"))).await.unwrap();
-    let enabled: String = within(client.watch(None))
+    within(client.watch(&["-A+wn"])).await.unwrap();
+    let enabled: String = within(client.watch(&[]))
         .await
         .unwrap()
         .iter()
@@ -247,8 +257,14 @@ async fn server_information_and_control() {
         .map(|w| w.selector)
         .collect();
     assert_eq!(enabled, "nw");
-    let error = within(client.watch(Some("+z"))).await.unwrap_err();
+    let error = within(client.watch(&["+w", "z"])).await.unwrap_err();
+    assert!(matches!(error, Error::BadSelector { letter: 'z', .. }));
+    assert_eq!(error.to_string(), "WATCH has no selector 'z' (the letters are tnwA)");
+    let error = within(client.command(["WATCH", "+z"]).unwrap().ok()).await.unwrap_err();
     assert_eq!(kind(&error), FailKind::BadWatchOption);
+    within(client.watch(&["-A", "+t", "+w"])).await.unwrap();
+    assert!(sim.received().iter().any(|line| line == "WATCH -A+t+w"));
+    assert_eq!(sim.watchers(WATCH_TRACE | WATCH_WARN), 1);
 }
 
 #[tokio::test]
@@ -276,7 +292,7 @@ async fn raw_commands_keywords_and_syntax_errors() {
 async fn quit_shuts_the_server_down() {
     let sim = Sim::start();
     let client = connect(&sim).await;
-    within(client.watch(Some("-A+w"))).await.unwrap();
+    within(client.watch(&["-A+w"])).await.unwrap();
     let mut events = client.events();
     within(client.quit()).await.unwrap();
     let event = within(events.recv()).await.expect("the quit warning");

@@ -11,8 +11,8 @@ async fn each_connection_gets_what_it_watches() {
     let notes = connect(&sim).await;
     let rest = connect(&sim).await;
     let none = connect(&sim).await;
-    within(notes.watch(Some("-A+n"))).await.unwrap();
-    within(rest.watch(Some("-A+wt"))).await.unwrap();
+    within(notes.watch(&["-A+n"])).await.unwrap();
+    within(rest.watch(&["-A+wt"])).await.unwrap();
     let (mut notes_events, mut rest_events) = (notes.events(), rest.events());
     let mut none_events = none.events();
 
@@ -54,7 +54,7 @@ async fn notify_and_warn_reach_every_watcher_quoted() {
     let sim = Sim::start();
     let watcher = connect(&sim).await;
     let speaker = connect(&sim).await;
-    within(watcher.watch(Some("-A+wn"))).await.unwrap();
+    within(watcher.watch(&["-A+wn"])).await.unwrap();
     let mut events = watcher.events();
     within(speaker.notify(["svc-quit", "hello world", ""])).await.unwrap();
     within(speaker.warn(["disk", "it's \"full\""])).await.unwrap();
@@ -72,7 +72,7 @@ async fn notify_and_warn_reach_every_watcher_quoted() {
 async fn typed_notes_and_unknown_codes() {
     let sim = Sim::start();
     let client = connect(&sim).await;
-    within(client.watch(Some("A"))).await.unwrap();
+    within(client.watch(&["A"])).await.unwrap();
     let mut events = client.events();
     within(client.add("bob", &["10.0.0.2", "4070"], &Default::default())).await.unwrap();
     assert_eq!(
@@ -126,7 +126,7 @@ async fn typed_notes_and_unknown_codes() {
 async fn a_subscriber_that_falls_behind_is_told_what_it_missed() {
     let sim = Sim::start();
     let client = Client::builder().event_capacity(4).connect(sim.path()).await.unwrap();
-    within(client.watch(Some("-A+n"))).await.unwrap();
+    within(client.watch(&["-A+n"])).await.unwrap();
     let mut events = client.events();
     for i in 0..10 {
         sim.note(&["USER", &i.to_string()]);

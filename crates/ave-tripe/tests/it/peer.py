@@ -15,10 +15,11 @@ Modes:
   submit SOCKET SVC ARGS...
                         submit a background job and print one JSON line per event:
                         ["INFO", words...], then ["OK"] or ["FAIL", tokens...].
-  bench SOCKET N        send VERSION N times, one at a time; print the seconds taken.
-  bgbench SOCKET PEER JOBS ROUNDS
-                        ROUNDS times: start JOBS background PINGs of PEER, then wait for
-                        all of them to end; print the seconds taken.
+  benchloop SOCKET PEER one connection, driven from stdin, one request per line:
+                          rtt N    send VERSION N times, one at a time;
+                          bg JOBS  start JOBS background PINGs of PEER, then wait for
+                                   all of them to end;
+                        print the seconds each request took, one line each.
 """
 
 import json
@@ -184,33 +185,33 @@ def submit(path, service, args):
             return 0
 
 
-def bench(path, n):
-    admin = Admin(path)
-    started = time.perf_counter()
-    for _ in range(n):
-        code, _, infos = admin.command("VERSION")
-        assert code == "OK" and len(infos) == 1
-    print(time.perf_counter() - started, flush=True)
-    return 0
-
-
-def bgbench(path, peer, jobs, rounds):
+def benchloop(path, peer):
     admin = Admin(path)
     seq = 0
-    started = time.perf_counter()
-    for _ in range(rounds):
-        live = set()
-        for _ in range(jobs):
-            tag = "J%05d" % seq
-            seq += 1
-            code, _, _ = admin.command("PING", "-background", tag, "--", peer)
-            assert code == "BGDETACH"
-            live.add(tag)
-        while live:
-            code, words = admin.event()
-            if code in ("BGOK", "BGFAIL"):
-                live.discard(words[0])
-    print(time.perf_counter() - started, flush=True)
+    for request in sys.stdin:
+        what, count = request.split()
+        count = int(count)
+        started = time.perf_counter()
+        if what == "rtt":
+            for _ in range(count):
+                code, _, infos = admin.command("VERSION")
+                assert code == "OK" and len(infos) == 1
+        elif what == "bg":
+            live = set()
+            for _ in range(count):
+                tag = "J%05d" % seq
+                seq += 1
+                code, _, _ = admin.command("PING", "-background", tag, "--", peer)
+                assert code == "BGDETACH"
+                live.add(tag)
+            while live:
+                code, words = admin.event()
+                if code in ("BGOK", "BGFAIL"):
+                    live.discard(words[0])
+        else:
+            print("unknown request", what, file=sys.stderr)
+            return 2
+        print(time.perf_counter() - started, flush=True)
     return 0
 
 
@@ -228,10 +229,8 @@ def main(argv):
         return provider(argv[2])
     if mode == "submit":
         return submit(argv[2], argv[3], argv[4:])
-    if mode == "bench":
-        return bench(argv[2], int(argv[3]))
-    if mode == "bgbench":
-        return bgbench(argv[2], argv[3], int(argv[4]), int(argv[5]))
+    if mode == "benchloop":
+        return benchloop(argv[2], argv[3])
     print("unknown mode", mode, file=sys.stderr)
     return 2
 

@@ -9,17 +9,20 @@ use std::{
 };
 
 use ave_tripe::{
-    Client, Error, Event, FailKind, JobError, Note, OptionParser, Service, ServiceProvider,
-    StopReason, run_services, timespec,
+    Client, Error, Event, FailKind, JobEnd, JobError, Note, OptionParser, Service, ServiceProvider,
+    ServiceRunner, StopReason, handler, run_services, timespec,
 };
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{LIMIT, connect, peer_script, python, sim::Sim, within};
 
-/// Signals from the `wait` command's jobs: started, and dropped (aborted or finished).
+/// Signals from the `wait` command's jobs: started, and dropped (aborted or finished);
+/// and every job's end as the provider reports it (when [`start_provider`] runs it).
 struct Signals {
     started: mpsc::UnboundedReceiver<String>,
     dropped: mpsc::UnboundedReceiver<String>,
+    ends: mpsc::UnboundedReceiver<(String, JobEnd)>,
+    ends_tx: mpsc::UnboundedSender<(String, JobEnd)>,
 }
 
 /// The test service: `say`, `fail`, `boom`, `err`, `secs` and `wait`.
@@ -64,17 +67,25 @@ fn echo_service(version: &str) -> (Service, Signals) {
                 }
                 let _guard = Guard(dropped, job.id().to_owned());
                 let _ = started.send(job.id().to_owned());
-                std::future::pending::<()>().await;
-                Ok(())
+                // Runs until cancelled; then it may still clean up, and whatever it returns
+                // is not sent.
+                job.cancelled().await;
+                assert!(job.is_cancelled());
+                Err(JobError::fail(["not-sent"]))
             }
         });
-    (service, Signals { started, dropped })
+    let (ends_tx, ends) = mpsc::unbounded_channel();
+    (service, Signals { started, dropped, ends, ends_tx })
 }
 
 /// A provider of the test service on its own connection, running in a task.
 async fn start_provider(sim: &Sim, version: &str) -> (JoinHandle<StopReason>, Signals) {
     let (service, signals) = echo_service(version);
     let mut provider = ServiceProvider::new(connect(sim).await).unwrap();
+    let ends = signals.ends_tx.clone();
+    provider.on_job_end(move |job, end| {
+        let _ = ends.send((job.id().to_owned(), end.clone()));
+    });
     within(provider.claim(service)).await.unwrap();
     assert_eq!(provider.services(), ["echo"]);
     (tokio::spawn(async move { provider.run().await }), signals)
@@ -134,7 +145,7 @@ async fn help_lists_the_commands_and_quit_stops_the_provider() {
     let sim = Sim::start();
     let (provider, _signals) = start_provider(&sim, "1.0").await;
     let client = connect(&sim).await;
-    within(client.watch(Some("-A+n"))).await.unwrap();
+    within(client.watch(&["-A+n"])).await.unwrap();
     let mut events = client.events();
 
     let help = submit(&client, &["help"]).await.unwrap();
@@ -156,29 +167,141 @@ async fn help_lists_the_commands_and_quit_stops_the_provider() {
 }
 
 #[tokio::test]
-async fn cancelled_jobs_are_aborted() {
+async fn cancelled_jobs_see_the_cancellation_and_end_once() {
     let sim = Sim::start();
     let (provider, mut signals) = start_provider(&sim, "1.0").await;
     let client = connect(&sim).await;
 
-    // The submitter cancels with BGCANCEL: the provider gets SVCCANCEL and drops the job.
+    // The submitter cancels with BGCANCEL: the provider gets SVCCANCEL, the handler sees
+    // the cancellation and returns, and nothing more is sent for the job.
     let mut job = client.svcsubmit("echo", None, ["wait"]).unwrap();
     let started = within(signals.started.recv()).await.unwrap();
     within(job.cancel()).await.unwrap();
     assert!(matches!(within(job.next_info()).await, Err(Error::Cancelled { .. })));
     assert_eq!(within(signals.dropped.recv()).await.unwrap(), started);
+    assert_eq!(within(signals.ends.recv()).await.unwrap(), (started.clone(), JobEnd::Cancelled));
 
     // A submitter that disconnects cancels its jobs too.
     let other = connect(&sim).await;
     let abandoned = other.svcsubmit("echo", None, ["wait"]).unwrap();
-    let started = within(signals.started.recv()).await.unwrap();
+    let second = within(signals.started.recv()).await.unwrap();
     drop((abandoned, other));
-    assert_eq!(within(signals.dropped.recv()).await.unwrap(), started);
+    assert_eq!(within(signals.dropped.recv()).await.unwrap(), second);
+    assert_eq!(within(signals.ends.recv()).await.unwrap(), (second.clone(), JobEnd::Cancelled));
     assert_eq!(sim.service_jobs(), 0);
+    for line in sim.received() {
+        assert!(!line.contains(&started) || !line.starts_with("SVCFAIL"), "sent {line}");
+        assert!(!line.contains(&second) || !line.starts_with("SVCFAIL"), "sent {line}");
+    }
 
-    // The provider carries on.
+    // The provider carries on; every other end is reported once too.
     assert_eq!(submit(&client, &["say", "still", "here"]).await.unwrap(), [["still"], ["here"]]);
+    assert_eq!(within(signals.ends.recv()).await.unwrap().1, JobEnd::Ok);
+    assert!(submit(&client, &["fail", "x"]).await.is_err());
+    assert_eq!(
+        within(signals.ends.recv()).await.unwrap().1,
+        JobEnd::Failed(JobError::fail(["echo-failed", "x"]))
+    );
+    assert!(signals.ends.try_recv().is_err());
     assert!(!provider.is_finished());
+}
+
+#[tokio::test]
+async fn losing_the_service_cancels_its_jobs() {
+    let sim = Sim::start();
+    let (old, mut signals) = start_provider(&sim, "1.0").await;
+    let client = connect(&sim).await;
+    let _job = client.svcsubmit("echo", None, ["wait"]).unwrap();
+    let started = within(signals.started.recv()).await.unwrap();
+    let (_new, _new_signals) = start_provider(&sim, "2.0").await;
+    assert_eq!(within(signals.dropped.recv()).await.unwrap(), started);
+    assert_eq!(within(signals.ends.recv()).await.unwrap(), (started, JobEnd::Cancelled));
+    assert_eq!(within(old).await.unwrap(), StopReason::Idle);
+}
+
+#[tokio::test]
+async fn a_service_can_make_its_own_jobs() {
+    let sim = Sim::start();
+    let (log_tx, mut log) = mpsc::unbounded_channel();
+    // The factory sees every job: it answers one command itself and runs the table for
+    // the others.
+    let service = echo_service("1.0").0.job_factory(move |job, args| {
+        let log = log_tx.clone();
+        async move {
+            let _ = log.send(format!("{} {}", job.command(), args.join(" ")));
+            if job.command() == "whoami" {
+                return job.info(["factory", job.id()]).await.map_err(JobError::from);
+            }
+            job.run_command(args).await
+        }
+    });
+    let running = tokio::spawn(run_services(sim.path().to_path_buf(), [service]));
+    assert!(sim.wait_until(LIMIT, |s| !s.services().is_empty()).await);
+    let client = connect(&sim).await;
+    let lines = submit(&client, &["whoami"]).await.unwrap();
+    assert_eq!(lines[0][0], "factory");
+    assert_eq!(submit(&client, &["say", "a"]).await.unwrap(), [["a"]]);
+    let error = submit(&client, &["nope"]).await.unwrap_err();
+    assert_eq!(words(&error), ["unknown-svc-command", "nope"]);
+    assert_eq!(within(log.recv()).await.unwrap(), "whoami ");
+    assert_eq!(within(log.recv()).await.unwrap(), "say a");
+    submit(&client, &["quit"]).await.unwrap();
+    assert_eq!(within(running).await.unwrap().unwrap(), StopReason::QuitRequested);
+}
+
+#[tokio::test]
+async fn the_runner_takes_a_table_and_runs_init_then_claims_then_setup() {
+    let sim = Sim::start();
+    let (steps_tx, mut steps) = mpsc::unbounded_channel();
+    let init_steps = steps_tx.clone();
+    let table = [(
+        "Table",
+        "3.0",
+        vec![(
+            "join",
+            1,
+            None,
+            "WORD...",
+            handler(|job, args: Vec<String>| async move {
+                job.info([args.join("+")]).await?;
+                Ok::<(), JobError>(())
+            }),
+        )],
+    )];
+    let socket = sim.path().to_path_buf();
+    let runner = ServiceRunner::new(&socket)
+        .services(table)
+        .init(move || {
+            // Before connecting: no connection yet.
+            let _ = init_steps.send("init".to_owned());
+            Ok(())
+        })
+        .setup(move |provider| {
+            Box::pin(async move {
+                let services = provider.services().join(",");
+                let _ = steps_tx.send(format!("setup {services}"));
+                Ok(())
+            })
+        });
+    let provider = within(runner.start()).await.unwrap();
+    assert_eq!(within(steps.recv()).await.unwrap(), "init");
+    assert_eq!(within(steps.recv()).await.unwrap(), "setup Table");
+    assert_eq!(sim.services(), [("Table".to_owned(), "3.0".to_owned())]);
+    let mut provider = provider;
+    let running = tokio::spawn(async move { provider.run().await });
+    let client = connect(&sim).await;
+    let lines = within(client.svcsubmit("table", None, ["join", "a", "b"]).unwrap().collect())
+        .await
+        .unwrap();
+    assert_eq!(lines, [["a+b"]]);
+    within(client.svcsubmit("table", None, ["quit"]).unwrap().collect()).await.unwrap();
+    assert_eq!(within(running).await.unwrap(), StopReason::QuitRequested);
+
+    // A failing init stops before connecting.
+    let error = within(ServiceRunner::new(&socket).init(|| Err(Error::EmptyCommand)).start())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::EmptyCommand));
 }
 
 #[tokio::test]
@@ -186,7 +309,7 @@ async fn a_later_version_takes_the_service_away() {
     let sim = Sim::start();
     let (old, _old_signals) = start_provider(&sim, "1.0").await;
     let watcher = connect(&sim).await;
-    within(watcher.watch(Some("-A+n"))).await.unwrap();
+    within(watcher.watch(&["-A+n"])).await.unwrap();
     let mut events = watcher.events();
 
     // The same version elsewhere is refused.
@@ -364,6 +487,7 @@ async fn run_services_claims_and_serves_until_quit() {
     submit(&client, &["quit"]).await.unwrap();
     assert_eq!(within(running).await.unwrap().unwrap(), StopReason::QuitRequested);
 
-    let error = within(run_services(sim.dir().join("missing"), [])).await.unwrap_err();
+    let error =
+        within(run_services(sim.dir().join("missing"), [] as [Service; 0])).await.unwrap_err();
     assert!(matches!(error, Error::Connect { .. }));
 }
