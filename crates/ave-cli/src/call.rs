@@ -7,13 +7,22 @@
 //!
 //! Options are options anywhere before `--`. An ARG (or a `--kw` value) that starts like
 //! JSON must be JSON; other text is sent as a string.
+//!
+//! `ave call ADDR --list` prints the methods of an `ave` service (its
+//! `ave.list_methods`, see `ave::network::control::LIST_METHODS`); an original Python
+//! server answers that with `no such RPC`, and `ave call` says the server does not list
+//! its methods. A call of a method the service does not have gets a did-you-mean from the
+//! same list, when the service has one.
 
 use std::{fmt, path::PathBuf, process::ExitCode, time::Duration};
 
-use ave::network::{Address, BlockingRemoteControl, Call, Error};
+use ave::network::{
+    Address, BlockingRemoteControl, Call, Error,
+    control::{LIST_METHODS, MethodInfo},
+};
 use serde_json::Value;
 
-use crate::{address, duration, secrets};
+use crate::{address, duration, methods, secrets};
 
 /// The exit codes, for `ave call --help`.
 const EXIT_CODES: &str = "\
@@ -68,8 +77,12 @@ pub(crate) struct Args {
     #[arg(value_name = "HOST:PORT", value_parser = address::parse_address)]
     address: Address,
     /// The method to call.
-    #[arg(value_name = "METHOD")]
-    method: String,
+    #[arg(value_name = "METHOD", required_unless_present = "list")]
+    method: Option<String>,
+    /// Print the service's methods, their parameters and who may call them, instead of
+    /// calling one.
+    #[arg(long, conflicts_with_all = ["method", "async_", "kwargs", "resource"])]
+    list: bool,
     /// Positional arguments. One that starts like JSON (`{`, `[`, `"`, a digit, `-`) or
     /// is `true`, `false` or `null` must be JSON; any other text is sent as a string.
     /// An ARG after `--` is never an option: `ave call -s ADDR m -- --text`.
@@ -175,7 +188,8 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         }
         Some(Err(e)) => return Ok(usage(format!("--resource is not JSON: {e}"))),
     };
-    let mut call = Call::new(&args.method).one_way(args.async_);
+    let method = args.method.clone().unwrap_or_else(|| LIST_METHODS.to_owned());
+    let mut call = Call::new(&method).one_way(args.async_);
     for (n, arg) in args.args.iter().enumerate() {
         match argument(arg, args.string) {
             Ok(value) => call = call.arg(value),
@@ -230,12 +244,37 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     match remote.invoke(&call) {
+        Ok(result) if args.list => {
+            let listed = result.and_then(|r| serde_json::from_value::<Vec<MethodInfo>>(r).ok());
+            match listed {
+                Some(listed) => {
+                    print!("{}", methods::table(&listed, ""));
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    eprintln!("ave call: error: {address}: {LIST_METHODS} did not answer a list");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
         Ok(result) => {
             println!("{}", serde_json::to_string(&result.unwrap_or(Value::Null))?);
             Ok(ExitCode::SUCCESS)
         }
+        Err(Error::Remote(exception)) if args.list && is_no_such_rpc(&exception, LIST_METHODS) => {
+            eprintln!(
+                "ave call: error: {address}: the server does not list its methods (it is not an \
+                 ave service, or an older one)"
+            );
+            Ok(ExitCode::from(1))
+        }
         Err(Error::Remote(exception)) => {
             eprintln!("{}", serde_json::to_string(&exception.to_wire())?);
+            if is_no_such_rpc(&exception, &method) {
+                if let Some(meant) = did_you_mean(&remote, &method) {
+                    eprintln!("ave call: hint: did you mean {meant}? (--list shows every method)");
+                }
+            }
             Ok(ExitCode::from(1))
         }
         Err(Error::Encode(e)) => Ok(usage(e)),
@@ -254,6 +293,19 @@ fn not_json(what: &str, e: &NotJson) -> ExitCode {
          (send it as a string with --string, or write it as a JSON string)",
         e.reason, e.pointer
     ))
+}
+
+/// Whether the service answered that it has no method of that name.
+fn is_no_such_rpc(exception: &ave::exceptions::AveException, method: &str) -> bool {
+    exception.message() == format!("no such RPC: {method}")
+}
+
+/// The listed method that a misspelt `method` probably meant, if the service lists its
+/// methods (asked on the same connection).
+fn did_you_mean(remote: &BlockingRemoteControl, method: &str) -> Option<String> {
+    let listed = remote.call(LIST_METHODS, ()).ok()?;
+    let listed: Vec<MethodInfo> = serde_json::from_value(listed).ok()?;
+    methods::closest(method, &listed).map(str::to_owned)
 }
 
 /// Whether a call failed because a timeout expired.

@@ -15,6 +15,7 @@ mod demo;
 mod duration;
 mod install;
 mod logging;
+mod methods;
 mod run;
 mod secrets;
 mod serve;
@@ -22,7 +23,7 @@ mod tripe;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory as _, Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 /// AVE: the common subsystems of the lab automation suite, from the command line.
 #[derive(Debug, Parser)]
@@ -87,7 +88,9 @@ impl Command {
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("AVE_VERSION_REVISION"), ")");
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // `ave serve --help` lists the methods of the service it serves, from the service.
+    let command = Cli::command().mut_subcommand("serve", serve::with_method_help);
+    let cli = match command.try_get_matches().and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(cli) => cli,
         Err(e) => return parse_error(&e),
     };

@@ -22,7 +22,7 @@ use std::{
 
 use anyhow::Context as _;
 use ave::network::{
-    Control, ControlBuilder, Stopped, diagnostic,
+    Control, ControlBuilder, Service, Stopped, diagnostic,
     handover::{self, HandoverOptions, HandoverSocket},
     handshake::DigestPolicy,
 };
@@ -45,6 +45,23 @@ Exit status:
      instance (--replace)
   1  the server could not start or failed (cannot bind, nothing to take over, ...)
   2  usage error (unknown option, a bad value, a key file others can read)";
+
+/// Adds the diagnostic service's methods, their parameters and who may call them, to
+/// `ave serve --help`.
+pub(crate) fn with_method_help(command: clap::Command) -> clap::Command {
+    let methods = service().methods();
+    command.after_long_help(format!(
+        "Methods (`ave call ADDR --list` asks a running server; `ave call ADDR METHOD [ARG]...` \
+         calls one; [name]: optional):\n{}\n{EXIT_CODES}",
+        crate::methods::table(&methods, "  ")
+    ))
+}
+
+/// The service `ave serve` serves: the one place that declares it, so that `--help` lists
+/// what a running server answers to `ave call ADDR --list`.
+fn service() -> Service {
+    diagnostic::service(diagnostic::Options::new().events(log_event))
+}
 
 /// Arguments of `ave serve`.
 #[derive(Debug, clap::Args)]
@@ -152,7 +169,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let service = diagnostic::service(diagnostic::Options::new().events(log_event));
+    let service = service();
     let mut builder = Control::builder(service)
         .authkey(authkey.as_deref())
         .digest(digest)

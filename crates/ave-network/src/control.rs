@@ -26,7 +26,10 @@ mod wake;
 pub use crate::control::{
     builder::ControlBuilder,
     handle::ControlHandle,
-    service::{Context, Params, RawArgs, RpcResult, Service, ServiceBuilder, params, type_error},
+    service::{
+        Context, LIST_METHODS, MethodInfo, Params, RawArgs, RpcResult, Service, ServiceBuilder,
+        params, type_error,
+    },
 };
 pub(crate) use crate::control::{
     builder::Listen,

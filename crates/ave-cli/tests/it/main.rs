@@ -3,6 +3,7 @@
 mod call;
 mod config;
 mod demo;
+mod discovery;
 mod help;
 mod hickup;
 mod install;

@@ -5,6 +5,9 @@
 //! [`Context`] and its arguments as a tuple deserialized with serde; it returns a value
 //! that serde can serialize, or an [`AveException`]. Only registered methods can be
 //! called, so RPC names never collide with the framework's own operations.
+//!
+//! Every service also answers [`LIST_METHODS`] with its methods ([`MethodInfo`]), so a
+//! client can discover them (`ave call ADDR --list`).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -18,7 +21,7 @@ use std::{
 };
 
 use ave_exceptions::AveException;
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 
 use crate::{
@@ -28,6 +31,31 @@ use crate::{
 
 /// What an RPC method returns: a value, or the exception its caller receives.
 pub type RpcResult<T> = Result<T, AveException>;
+
+/// The method every [`Service`] answers with the list of its other methods, a JSON array of
+/// [`MethodInfo`] objects sorted by name; it takes no arguments and is open to every caller.
+///
+/// No Python method can have this name, so an original Python server answers a call of it
+/// with `no such RPC: ave.list_methods`: a client that gets that answer knows the server
+/// does not list its methods. A service that declares a method of this name keeps its own.
+pub const LIST_METHODS: &str = "ave.list_methods";
+
+/// One method of a service, as [`LIST_METHODS`] and [`Service::methods`] describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MethodInfo {
+    /// The method's name.
+    pub name: String,
+    /// Its parameters by name, the required ones first; `None` for a method that takes
+    /// its arguments as they come ([`ServiceBuilder::rpc_raw`]).
+    pub params: Option<Vec<String>>,
+    /// How many of `params` are required.
+    pub required: usize,
+    /// Whether only authenticated callers may call it ([`ServiceBuilder::auth`]).
+    pub auth: bool,
+    /// The accounts whose keys may call it ([`ServiceBuilder::preauth`]), if restricted.
+    pub preauth: Option<Vec<String>>,
+}
 
 /// A boxed future, as handlers are stored.
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -222,6 +250,11 @@ impl Context {
 /// An RPC handler with its argument binding, type-erased.
 pub(crate) trait Handler: Send + Sync + 'static {
     fn call(&self, ctx: Context, args: RawArgs) -> BoxFuture<RpcResult<Value>>;
+
+    /// The parameters the handler binds by name, if it does.
+    fn params(&self) -> Option<&Params> {
+        None
+    }
 }
 
 struct Typed<F, A> {
@@ -256,6 +289,10 @@ where
             let result = fut.await?;
             to_result_value(&result)
         })
+    }
+
+    fn params(&self) -> Option<&Params> {
+        Some(&self.params)
     }
 }
 
@@ -293,6 +330,26 @@ pub(crate) struct Method {
     pub(crate) auth: bool,
     pub(crate) preauth: Option<Vec<String>>,
     pub(crate) handler: Box<dyn Handler>,
+    /// The listing that [`ServiceBuilder::build`] adds ([`LIST_METHODS`]).
+    listing: bool,
+}
+
+impl Method {
+    fn info(&self) -> MethodInfo {
+        let params = self.handler.params();
+        MethodInfo {
+            name: self.name.to_string(),
+            params: params.map(|p| p.names().to_vec()),
+            required: params.map_or(0, Params::required),
+            auth: self.auth,
+            preauth: self.preauth.clone(),
+        }
+    }
+
+    /// Whether this is the listing [`ServiceBuilder::build`] adds.
+    fn is_listing(&self) -> bool {
+        self.listing
+    }
 }
 
 pub(crate) type ConnectionHook = Arc<dyn Fn(&ControlHandle, &ConnectionInfo) + Send + Sync>;
@@ -405,11 +462,24 @@ impl Service {
         self.0.methods.contains_key(name)
     }
 
-    /// The names of the callable methods, sorted.
+    /// The names of the callable methods, sorted (without [`LIST_METHODS`] unless the
+    /// service declared it).
     pub fn method_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.0.methods.keys().map(|k| &**k).collect();
-        names.sort_unstable();
-        names
+        self.methods_listed().map(|m| &*m.name).collect()
+    }
+
+    /// The callable methods with their parameters and access rules, sorted by name: what
+    /// [`LIST_METHODS`] answers.
+    pub fn methods(&self) -> Vec<MethodInfo> {
+        self.methods_listed().map(Method::info).collect()
+    }
+
+    /// The methods in name order, the built-in listing left out.
+    fn methods_listed(&self) -> impl Iterator<Item = &Method> {
+        let mut methods: Vec<&Method> =
+            self.0.methods.values().filter(|m| !m.is_listing()).collect();
+        methods.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        methods.into_iter()
     }
 
     pub(crate) fn method(&self, name: &str) -> Option<&Method> {
@@ -481,7 +551,7 @@ impl ServiceBuilder {
         self.hidden.remove(&*name);
         self.methods.insert(
             name.clone(),
-            Method { name: name.clone(), auth: false, preauth: None, handler },
+            Method { name: name.clone(), auth: false, preauth: None, handler, listing: false },
         );
         self.last = Some(name);
     }
@@ -602,7 +672,27 @@ impl ServiceBuilder {
     }
 
     /// The service.
-    pub fn build(self) -> Service {
+    pub fn build(mut self) -> Service {
+        if !self.methods.contains_key(LIST_METHODS) {
+            let mut list: Vec<MethodInfo> = self.methods.values().map(Method::info).collect();
+            list.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+            let list = Arc::new(list);
+            let handler = Raw(move |_: Context, _: RawArgs| {
+                let list = Vec::clone(&list);
+                async move { Ok(list) }
+            });
+            let name: Arc<str> = Arc::from(LIST_METHODS);
+            self.methods.insert(
+                name.clone(),
+                Method {
+                    name,
+                    auth: false,
+                    preauth: None,
+                    handler: Box::new(handler),
+                    listing: true,
+                },
+            );
+        }
         Service(Arc::new(Inner {
             name: self.name,
             methods: self.methods,
@@ -710,5 +800,16 @@ mod tests {
         assert!(service.is_hidden("stop"));
         assert!(!service.is_hidden("a"));
         assert_eq!(service.method_names(), ["a", "b"]);
+        let listed = service.methods();
+        assert_eq!(listed.len(), 2);
+        assert_eq!((listed[0].name.as_str(), listed[0].auth), ("a", true));
+        assert_eq!(
+            listed[1].preauth.as_deref(),
+            Some(&["admin".to_owned(), "root".to_owned()][..])
+        );
+        assert_eq!(listed[1].params.as_deref(), Some(&[][..]));
+        // The listing is callable, and not listed.
+        assert!(service.has_method(LIST_METHODS));
+        assert!(service.method(LIST_METHODS).unwrap().is_listing());
     }
 }
