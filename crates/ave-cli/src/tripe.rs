@@ -1,9 +1,11 @@
 //! `ave tripe`: one administration command to a TrIPE server (like `tripectl`), or its
 //! broadcasts.
 //!
-//! Exit codes (design.md): 0 when the server said OK, 1 when it said FAIL (the FAIL line
-//! on stderr), 2 for a command that cannot be sent, 3 when the socket cannot be reached or
-//! the connection drops.
+//! Exit codes (design.md, and `ave tripe --help`): 0 when the server said OK, 1 when it
+//! said FAIL (the FAIL tokens on stderr), 2 for a usage error (a command that cannot be
+//! sent, a `--watch` letter that is not a selector), 3 when the socket cannot be reached or
+//! the connection drops. Lines are printed as they arrive; memory stays flat however long
+//! the output (the library's replies are bounded).
 
 use std::{
     io::{self, Write},
@@ -15,8 +17,17 @@ use ave::tripe::{self, Client, Error, Event};
 
 use crate::chain;
 
+/// The exit codes, for `ave tripe --help`.
+const EXIT_CODES: &str = "\
+Exit status:
+  0  the server said OK (with --watch: the server closed the connection)
+  1  the server said FAIL; its tokens are on stderr
+  2  usage error (a command that cannot be sent, a --watch letter that is not w, n, t or A)
+  3  the admin socket cannot be reached, or the connection dropped";
+
 /// Arguments of `ave tripe`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_CODES)]
 pub(crate) struct Args {
     /// The admin socket (default: `$TRIPESOCK`, or `tripesock` in the TrIPE directory when
     /// one is chosen, else `/var/run/tripesock`; a relative path is taken inside the TrIPE
@@ -28,9 +39,15 @@ pub(crate) struct Args {
     dir: Option<PathBuf>,
     /// Print broadcasts until the server closes. MASK chooses them: letters `w` (WARN),
     /// `n` (NOTE), `t` (TRACE), `A` (all; the default), or a WATCH spec starting with
-    /// `+` or `-`.
+    /// `+` or `-`. Other letters are refused.
     #[arg(long, value_name = "MASK", num_args = 0..=1, default_missing_value = "", conflicts_with = "command")]
     watch: Option<String>,
+    /// Print one JSON object per reply line instead of text: `{"code": "INFO", "words":
+    /// [...]}` for each INFO line, then `{"code": "OK"}` or `{"code": "FAIL", "words":
+    /// [...]}` (also on stdout); with --watch, one object per broadcast (`{"code":
+    /// "TRACE", "text": ...}` for a trace).
+    #[arg(long)]
+    json: bool,
     /// The admin command and its arguments (each argument is one word; it is quoted for
     /// the server as needed).
     #[arg(
@@ -42,14 +59,19 @@ pub(crate) struct Args {
     command: Vec<String>,
 }
 
-/// The command was sent and failed, or could not be sent.
+/// The command was sent and failed.
 const FAILED: u8 = 1;
-/// The command cannot be sent (a usage error).
-const UNSENDABLE: u8 = 2;
+/// A usage error: the command cannot be sent, or a bad `--watch` letter.
+const USAGE: u8 = 2;
 /// The socket cannot be reached, or the connection dropped.
 const UNREACHABLE: u8 = 3;
 
 pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
+    let watch = match args.watch.as_deref().map(watch_spec) {
+        Some(Ok(spec)) => Some(spec),
+        Some(Err(error)) => return Ok(report(&error)),
+        None => None,
+    };
     let path = tripe::resolve_socket(args.socket.as_deref(), args.dir.as_deref());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
@@ -57,15 +79,15 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
             Ok(client) => client,
             Err(error) => return Ok(report(&error)),
         };
-        match args.watch {
-            Some(mask) => watch(&client, &mask).await,
-            None => command(&client, &args.command).await,
+        match watch {
+            Some(spec) => watch_events(&client, &spec, args.json).await,
+            None => command(&client, &args.command, args.json).await,
         }
     })
 }
 
 /// Sends one command; prints its INFO lines as they arrive.
-async fn command(client: &Client, words: &[String]) -> anyhow::Result<ExitCode> {
+async fn command(client: &Client, words: &[String], json: bool) -> anyhow::Result<ExitCode> {
     let mut reply = match client.command(words) {
         Ok(reply) => reply,
         Err(error) => return Ok(report(&error)),
@@ -73,65 +95,99 @@ async fn command(client: &Client, words: &[String]) -> anyhow::Result<ExitCode> 
     let mut stdout = io::stdout().lock();
     let mut printing = true;
     loop {
-        match reply.next_info().await {
-            Ok(Some(words)) => {
-                // A closed stdout (`| head`) stops the printing, not the command.
-                if printing && writeln!(stdout, "{}", tripe::join_words(&words)).is_err() {
-                    printing = false;
-                }
+        let (line, end) = match reply.next_info().await {
+            Ok(Some(words)) => (reply_line(json, "INFO", &words), None),
+            Ok(None) => (json.then(|| json_line("OK", &[])), Some(ExitCode::SUCCESS)),
+            Err(Error::Failed(failure)) if json => {
+                (Some(json_line("FAIL", &failure.words())), Some(ExitCode::from(FAILED)))
             }
-            Ok(None) => return Ok(ExitCode::SUCCESS),
             Err(error) => return Ok(report(&error)),
+        };
+        // A closed stdout (`| head`) stops the printing, not the command.
+        if let Some(line) = line {
+            if printing && writeln!(stdout, "{line}").is_err() {
+                printing = false;
+            }
+        }
+        if let Some(code) = end {
+            return Ok(code);
         }
     }
 }
 
+/// An INFO line as text (words re-quoted) or as a JSON object.
+fn reply_line(json: bool, code: &str, words: &[String]) -> Option<String> {
+    Some(if json { json_line(code, words) } else { tripe::join_words(words) })
+}
+
+/// `{"code": CODE, "words": [...]}`, or `{"code": CODE}` without words.
+fn json_line(code: &str, words: &[String]) -> String {
+    let value = if words.is_empty() && code != "INFO" {
+        serde_json::json!({ "code": code })
+    } else {
+        serde_json::json!({ "code": code, "words": words })
+    };
+    value.to_string()
+}
+
 /// Prints broadcasts, one line each, until the server closes the connection.
-async fn watch(client: &Client, mask: &str) -> anyhow::Result<ExitCode> {
+async fn watch_events(client: &Client, spec: &str, json: bool) -> anyhow::Result<ExitCode> {
     let mut events = client.events();
-    if let Err(error) = client.watch(&[&watch_spec(mask)]).await {
+    if let Err(error) = client.watch(&[spec]).await {
         return Ok(report(&error));
     }
     let mut stdout = io::stdout().lock();
     while let Some(event) = events.recv().await {
-        match event {
+        let line = match event {
             Event::Missed { count } => {
-                eprintln!("ave: missed {count} broadcasts (output too slow)")
+                eprintln!("ave tripe: warning: missed {count} broadcasts (output too slow)");
+                continue;
             }
-            event => {
-                if writeln!(stdout, "{event}").is_err() {
-                    return Ok(ExitCode::SUCCESS);
-                }
+            Event::Trace(text) if json => {
+                serde_json::json!({ "code": "TRACE", "text": text }).to_string()
             }
+            event if json => {
+                let mut words = event.to_words();
+                let code = if words.is_empty() { String::new() } else { words.remove(0) };
+                json_line(&code, &words)
+            }
+            event => event.to_string(),
+        };
+        if writeln!(stdout, "{line}").is_err() {
+            return Ok(ExitCode::SUCCESS);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// The WATCH argument for a mask: all broadcasts by default; plain letters replace the
-/// mask; a spec with a sign goes as it is.
-fn watch_spec(mask: &str) -> String {
-    if mask.is_empty() {
+/// mask; a spec with a sign goes as it is. Letters are checked.
+fn watch_spec(mask: &str) -> Result<String, Error> {
+    tripe::check_selectors("WATCH", tripe::WATCH_LETTERS, &[mask])?;
+    Ok(if mask.is_empty() {
         "+A".to_owned()
     } else if mask.starts_with(['+', '-']) {
         mask.to_owned()
     } else {
         format!("-A+{mask}")
-    }
+    })
 }
 
 /// Prints an error and returns its exit code.
 fn report(error: &Error) -> ExitCode {
     if let Some(failure) = error.failure() {
-        eprintln!("FAIL {failure}");
+        eprintln!("ave tripe: FAIL {failure}");
         return ExitCode::from(FAILED);
     }
-    eprintln!("ave: {}", chain(error));
     let code = match error {
-        Error::EmptyCommand | Error::Unsendable { .. } | Error::CommandTooLong { .. } => UNSENDABLE,
+        Error::EmptyCommand
+        | Error::Unsendable { .. }
+        | Error::CommandTooLong { .. }
+        | Error::BadSelector { .. } => USAGE,
         error if error.is_connection_error() => UNREACHABLE,
         _ => FAILED,
     };
+    eprintln!("ave tripe: error: {}", chain(error));
     ExitCode::from(code)
 }
 
@@ -141,9 +197,21 @@ mod tests {
 
     #[test]
     fn watch_specs() {
-        assert_eq!(watch_spec(""), "+A");
-        assert_eq!(watch_spec("wn"), "-A+wn");
-        assert_eq!(watch_spec("+t"), "+t");
-        assert_eq!(watch_spec("-A+w"), "-A+w");
+        assert_eq!(watch_spec("").unwrap(), "+A");
+        assert_eq!(watch_spec("wn").unwrap(), "-A+wn");
+        assert_eq!(watch_spec("+t").unwrap(), "+t");
+        assert_eq!(watch_spec("-A+w").unwrap(), "-A+w");
+        assert!(matches!(watch_spec("wq"), Err(Error::BadSelector { letter: 'q', .. })));
+        assert!(matches!(watch_spec("+n x"), Err(Error::BadSelector { letter: ' ', .. })));
+    }
+
+    #[test]
+    fn json_lines() {
+        assert_eq!(json_line("OK", &[]), r#"{"code":"OK"}"#);
+        assert_eq!(json_line("INFO", &[]), r#"{"code":"INFO","words":[]}"#);
+        assert_eq!(
+            json_line("FAIL", &["unknown-peer".into(), "b c".into()]),
+            r#"{"code":"FAIL","words":["unknown-peer","b c"]}"#
+        );
     }
 }

@@ -103,11 +103,47 @@ fn fail_exits_1_with_the_tokens_on_stderr() {
     let out = tripe(&["--socket", socket, "KILL", "no body"], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
-    assert_eq!(text(&out.stderr), "FAIL unknown-peer \"no body\"\n");
+    assert_eq!(text(&out.stderr), "ave tripe: FAIL unknown-peer \"no body\"\n");
 
     let out = tripe(&["--socket", socket, "FROBNICATE"], &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(text(&out.stderr), "FAIL unknown-command FROBNICATE\n");
+    assert_eq!(text(&out.stderr), "ave tripe: FAIL unknown-command FROBNICATE\n");
+}
+
+#[test]
+fn json_prints_one_object_per_reply_line() {
+    let sim = Sim::start();
+    let socket = sim.path().to_str().unwrap();
+    sim.script("QUOTED", &[b"INFO 'a b' c", b"INFO", b"OK"]);
+    let out = tripe(&["--json", "--socket", socket, "QUOTED"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "{\"code\":\"INFO\",\"words\":[\"a b\",\"c\"]}\n{\"code\":\"INFO\",\"words\":[]}\n{\"code\":\"OK\"}\n"
+    );
+    let out = tripe(&["--socket", socket, "--json", "KILL", "no body"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "{\"code\":\"FAIL\",\"words\":[\"unknown-peer\",\"no body\"]}\n");
+    // Every line is one JSON object.
+    sim.add_peer("alice", &["INET", "10.0.0.1", "4070"]);
+    let out = tripe(&["--socket", socket, "--json", "PEERINFO", "alice"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    for line in text(&out.stdout).lines() {
+        let value: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        assert!(value["code"].is_string(), "{line}");
+    }
+}
+
+#[test]
+fn help_lists_the_exit_codes() {
+    let out = tripe(&["--help"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    for code in
+        ["0  the server said OK", "1  the server said FAIL", "2  usage error", "3  the admin"]
+    {
+        assert!(help.contains(code), "{help}");
+    }
 }
 
 #[test]
@@ -146,6 +182,9 @@ fn usage_errors_exit_2() {
     // No command and no --watch.
     let out = tripe(&["--socket", socket], &[]);
     assert_eq!(out.status.code(), Some(2));
+    // Messages name the command.
+    let out = tripe(&["--socket", socket, "NOTIFY", "two\nlines"], &[]);
+    assert!(text(&out.stderr).starts_with("ave tripe: error: "), "{}", text(&out.stderr));
 }
 
 /// A running `ave tripe --watch`, with its stdout read line by line on a thread; killed
@@ -245,10 +284,33 @@ fn watch_with_a_mask() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(watcher.wait(), Some(0));
 
+    // --watch checks its letters before connecting: a usage error, nothing sent.
     let sim = Sim::start();
-    let out = tripe(&["--socket", sim.path().to_str().unwrap(), "--watch", "+q"], &[]);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(text(&out.stderr), "FAIL bad-watch-option q\n");
+    for mask in ["+q", "wq", "n t"] {
+        let out = tripe(&["--socket", sim.path().to_str().unwrap(), "--watch", mask], &[]);
+        assert_eq!(out.status.code(), Some(2), "{mask}");
+        assert!(
+            text(&out.stderr).starts_with("ave tripe: error: WATCH has no selector"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    assert!(sim.received().is_empty());
+}
+
+#[test]
+fn watch_json_prints_one_object_per_broadcast() {
+    let sim = Sim::start();
+    let watcher = Watcher::start(&["--socket", sim.path().to_str().unwrap(), "--json", "--watch"]);
+    assert!(
+        sim.wait_until_blocking(LIMIT, |s| s.watchers(WATCH_NOTE | WATCH_WARN | WATCH_TRACE) == 1)
+    );
+    sim.note(&["KXDONE", "alice bob"]);
+    assert_eq!(watcher.line(), "{\"code\":\"NOTE\",\"words\":[\"KXDONE\",\"alice bob\"]}");
+    sim.trace("raw 'text'");
+    assert_eq!(watcher.line(), "{\"code\":\"TRACE\",\"text\":\"raw 'text'\"}");
+    drop(sim);
+    assert_eq!(watcher.wait(), Some(0));
 }
 
 /// The resident set of process `pid`, in KiB (`VmRSS` in `/proc/PID/status`).
