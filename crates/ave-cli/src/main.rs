@@ -19,6 +19,7 @@ mod methods;
 mod run;
 mod secrets;
 mod serve;
+mod systemd;
 mod tripe;
 
 use std::process::ExitCode;

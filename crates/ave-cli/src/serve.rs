@@ -27,7 +27,12 @@ use ave::network::{
     handshake::DigestPolicy,
 };
 
-use crate::{address, duration, logging::LIFECYCLE, secrets};
+use crate::{
+    address, duration,
+    logging::LIFECYCLE,
+    secrets,
+    systemd::{Manager, Start},
+};
 
 /// The server's name, which also names its handover socket.
 const NAME: &str = "ave-serve";
@@ -183,6 +188,8 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
     if let Ok(home) = &home {
         builder = builder.home(home);
     }
+    // Socket activation or the descriptor store: taken while the process has one thread.
+    let inherited = crate::systemd::inherited_listener()?;
     if let Err(e) = ave::network::raise_fd_limit() {
         tracing::warn!(error = %e, "cannot raise the descriptor limit");
     }
@@ -194,7 +201,12 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         let home = home.map_err(|e| anyhow::anyhow!("find your home directory: {e}"))?;
         return runtime.block_on(replace(&args, builder, &home));
     }
-    let control = builder.bind(bind).build()?;
+    let (listener, how) = match inherited {
+        Some(inherited) => (inherited.listener, " (from the service manager)"),
+        None => (ave::network::bind(bind)?, ""),
+    };
+    let store = how.is_empty().then(|| listener.try_clone()).transpose()?;
+    let control = builder.listener(listener).build()?;
     let addr = control.local_addr().context("the listener has no address")?;
     runtime.block_on(async {
         // Replaceable from now on, unless another live instance serves the same home.
@@ -207,12 +219,17 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(path) = &args.port_file {
             write_atomically(path, &format!("{}\n", addr.port()))?;
         }
-        tracing::info!(target: LIFECYCLE, "listening on {addr}");
+        tracing::info!(target: LIFECYCLE, "listening on {addr}{how}");
+        let start = store.as_ref().map_or(Start::Inherited, Start::Bound);
+        let manager = Manager::ready(&control, start);
+        // Only the control may hold the listener (`stop_listening` must close it).
+        drop(store);
         match socket {
-            Ok(socket) => replaceable(control, socket).await,
+            Ok(socket) => replaceable(control, socket, manager).await,
             Err(e) => {
                 tracing::warn!("this instance cannot be replaced with --replace: {e:#}");
-                control.run().await?;
+                let stopped = control.run().await?;
+                stopped_for(&stopped, manager);
                 Ok(ExitCode::SUCCESS)
             }
         }
@@ -259,11 +276,16 @@ async fn replace(args: &Args, builder: ControlBuilder, home: &Path) -> anyhow::R
     }
     let plural = if count == 1 { "" } else { "s" };
     tracing::info!(target: LIFECYCLE, "took over {count} connection{plural} from pid {old}");
-    replaceable(control, socket).await
+    let manager = Manager::ready(&control, Start::TookOver { count, pid: old });
+    replaceable(control, socket, manager).await
 }
 
 /// Runs the server to its end, replaceable meanwhile; says so when a successor replaced it.
-async fn replaceable(control: Control, socket: HandoverSocket) -> anyhow::Result<ExitCode> {
+async fn replaceable(
+    control: Control,
+    socket: HandoverSocket,
+    manager: Option<Manager>,
+) -> anyhow::Result<ExitCode> {
     let (stopped, successor) =
         handover::run_replaceable(control, socket, HandoverOptions::default()).await?;
     if let (Stopped::Replaced, Some(successor)) = (&stopped, successor) {
@@ -275,8 +297,17 @@ async fn replaceable(control: Control, socket: HandoverSocket) -> anyhow::Result
             successor.elapsed.as_secs_f64() * 1e3
         );
     }
-    tracing::info!(target: LIFECYCLE, "stopped: {}", why(&stopped));
+    stopped_for(&stopped, manager);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The last lifecycle line, and `STOPPING=1` for the service manager.
+fn stopped_for(stopped: &Stopped, manager: Option<Manager>) {
+    let why = why(stopped);
+    tracing::info!(target: LIFECYCLE, "stopped: {why}");
+    if let Some(manager) = manager {
+        manager.stopped(stopped, &why);
+    }
 }
 
 /// Why the server stopped, for the last lifecycle line.

@@ -75,6 +75,7 @@ pub mod fdtx;
 pub mod handover;
 pub mod process;
 mod sys;
+pub mod systemd;
 pub mod wire;
 
 pub use crate::wire::{frame, handshake, json};

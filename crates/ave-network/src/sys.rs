@@ -5,3 +5,4 @@
 
 pub(crate) mod fdtx;
 pub(crate) mod process;
+pub(crate) mod systemd;

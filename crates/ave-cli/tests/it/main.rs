@@ -12,6 +12,7 @@ mod replace;
 mod run;
 mod secrets;
 mod serve;
+mod systemd;
 mod tripe;
 
 use std::process::{Command, Output};

@@ -1,0 +1,458 @@
+//! Running under systemd (or any service manager that speaks its protocols): readiness
+//! and status notifications, the watchdog, socket activation and the descriptor store.
+//!
+//! - [`Notifier`] sends `sd_notify` datagrams to the socket named by `NOTIFY_SOCKET`:
+//!   [`Notifier::ready`] (`READY=1`), [`Notifier::status`] (`STATUS=`), [`Notifier::stopping`]
+//!   (`STOPPING=1`), [`Notifier::watchdog`] (`WATCHDOG=1`), [`Notifier::main_pid`]
+//!   (`MAINPID=`, for a successor that took over), and [`Notifier::store_fds`]
+//!   (`FDSTORE=1` with the descriptors, which the manager hands back on the next start).
+//! - [`watchdog_interval`] reads `WATCHDOG_USEC` (and `WATCHDOG_PID`); send `WATCHDOG=1` at
+//!   least every half of it ([`supervise`] does).
+//! - [`listen_fds`] takes the descriptors passed through `LISTEN_FDS`, `LISTEN_PID` and
+//!   `LISTEN_FDNAMES` (socket activation, or descriptors given back from the store);
+//!   [`inherited_listener`] picks the listening TCP socket among them, for
+//!   [`ControlBuilder::listener`](crate::ControlBuilder::listener).
+//! - [`supervise`] keeps a `STATUS=` line current (`serving N connections on ADDR`) and
+//!   sends `WATCHDOG=1` while a [`Control`](crate::Control) runs.
+//!
+//! Nothing here needs systemd to be present: without the variables every function does
+//! nothing (or returns `None`), so a service can call them unconditionally.
+//!
+//! ```no_run
+//! use ave_network::{Control, Service, systemd};
+//!
+//! # async fn example() -> Result<(), ave_network::Error> {
+//! let mut builder = Control::builder(Service::new());
+//! builder = match systemd::inherited_listener()? {
+//!     Some(inherited) => builder.listener(inherited.listener),
+//!     None => builder.bind("127.0.0.1:4000".parse().unwrap()),
+//! };
+//! let control = builder.build()?;
+//! let notifier = systemd::Notifier::from_env()?;
+//! if let Some(notifier) = &notifier {
+//!     notifier.ready()?;
+//! }
+//! let supervisor = notifier.map(|n| systemd::supervise(n, control.handle()));
+//! control.run().await?;
+//! # drop(supervisor);
+//! # Ok(()) }
+//! ```
+
+use std::{
+    ffi::OsStr,
+    io,
+    net::TcpListener,
+    os::{
+        fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
+        unix::ffi::OsStrExt,
+    },
+    sync::Arc,
+    time::Duration,
+};
+
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, sendmsg, socket,
+};
+
+use crate::{ControlHandle, Error, sys::systemd as sys};
+
+/// The variables of socket activation, unset once the descriptors are taken.
+const LISTEN_VARS: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+
+/// A connection to the service manager's notification socket (`NOTIFY_SOCKET`).
+#[derive(Debug)]
+pub struct Notifier {
+    socket: OwnedFd,
+    addr: UnixAddr,
+}
+
+impl Notifier {
+    /// The notifier of `NOTIFY_SOCKET`, or `None` when the variable is unset or empty (not
+    /// running under a service manager that wants notifications).
+    ///
+    /// The variable stays set: a `--replace` successor started from this process needs it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if the variable names no usable address; [`Error::Io`] if the
+    /// datagram socket cannot be made.
+    pub fn from_env() -> Result<Option<Notifier>, Error> {
+        match std::env::var_os("NOTIFY_SOCKET").filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(path) => Notifier::connect(&path).map(Some),
+        }
+    }
+
+    /// A notifier for the datagram socket at `path`: a file system path, or an abstract
+    /// name written with a leading `@`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if `path` is neither; [`Error::Io`] if the socket cannot be made.
+    pub fn connect(path: impl AsRef<OsStr>) -> Result<Notifier, Error> {
+        let bytes = path.as_ref().as_bytes();
+        let addr = match bytes.first() {
+            Some(b'@') => UnixAddr::new_abstract(&bytes[1..]),
+            Some(b'/') => UnixAddr::new(path.as_ref()),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "NOTIFY_SOCKET {:?}: neither a path nor an abstract name",
+                    path.as_ref()
+                )));
+            }
+        }
+        .map_err(|e| {
+            Error::Invalid(format!("NOTIFY_SOCKET {:?}: {}", path.as_ref(), io::Error::from(e)))
+        })?;
+        let socket = socket(AddressFamily::Unix, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
+            .map_err(|e| Error::io("make the notification socket", e.into()))?;
+        Ok(Notifier { socket, addr })
+    }
+
+    /// Sends one datagram of newline-separated `KEY=VALUE` assignments.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the manager's socket cannot be reached.
+    pub fn notify(&self, state: &str) -> Result<(), Error> {
+        self.notify_with_fds(state, &[])
+    }
+
+    /// Sends one datagram with descriptors attached (`SCM_RIGHTS`), as `FDSTORE=1` needs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the manager's socket cannot be reached.
+    pub fn notify_with_fds(&self, state: &str, fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
+        let raw: Vec<_> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        let rights = [ControlMessage::ScmRights(&raw)];
+        let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
+        let iov = [io::IoSlice::new(state.as_bytes())];
+        loop {
+            match sendmsg(
+                self.socket.as_raw_fd(),
+                &iov,
+                cmsgs,
+                MsgFlags::MSG_NOSIGNAL,
+                Some(&self.addr),
+            ) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::io(format!("notify {state:?}"), e.into())),
+                Ok(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// `READY=1`: start-up is finished, connections are accepted.
+    ///
+    /// # Errors
+    ///
+    /// As [`Notifier::notify`].
+    pub fn ready(&self) -> Result<(), Error> {
+        self.notify("READY=1")
+    }
+
+    /// `STATUS=<text>`: one line a person reads in `systemctl status` (newlines become
+    /// spaces).
+    ///
+    /// # Errors
+    ///
+    /// As [`Notifier::notify`].
+    pub fn status(&self, text: &str) -> Result<(), Error> {
+        self.notify(&format!("STATUS={}", text.replace('\n', " ")))
+    }
+
+    /// `STOPPING=1` with a last status line: the service is shutting down.
+    ///
+    /// # Errors
+    ///
+    /// As [`Notifier::notify`].
+    pub fn stopping(&self, status: &str) -> Result<(), Error> {
+        self.notify(&format!("STOPPING=1\nSTATUS={}", status.replace('\n', " ")))
+    }
+
+    /// `WATCHDOG=1`: the service is alive.
+    ///
+    /// # Errors
+    ///
+    /// As [`Notifier::notify`].
+    pub fn watchdog(&self) -> Result<(), Error> {
+        self.notify("WATCHDOG=1")
+    }
+
+    /// `MAINPID=<this process>` and `READY=1` with a status line: sent by a successor that
+    /// took over, so the manager follows the new process (the unit needs
+    /// `NotifyAccess=all`, since the successor is not yet its main process).
+    ///
+    /// # Errors
+    ///
+    /// As [`Notifier::notify`].
+    pub fn main_pid(&self, status: &str) -> Result<(), Error> {
+        self.notify(&format!(
+            "MAINPID={}\nREADY=1\nSTATUS={}",
+            std::process::id(),
+            status.replace('\n', " ")
+        ))
+    }
+
+    /// `FDSTORE=1` + `FDNAME=<name>`: the manager keeps the descriptors (if the unit has
+    /// `FileDescriptorStoreMax=`) and passes them back through `LISTEN_FDS` when the
+    /// service starts again, after a crash or a restart.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for a name systemd does not accept (empty, longer than 255
+    /// bytes, with `:` or control characters); otherwise as [`Notifier::notify`].
+    pub fn store_fds(&self, name: &str, fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
+        if name.is_empty() || name.len() > 255 || name.chars().any(|c| c == ':' || c.is_control()) {
+            return Err(Error::Invalid(format!("{name:?}: not a valid FDNAME")));
+        }
+        self.notify_with_fds(&format!("FDSTORE=1\nFDNAME={name}"), fds)
+    }
+}
+
+/// The watchdog interval the manager expects (`WATCHDOG_USEC`), if it is on for this
+/// process (`WATCHDOG_PID` unset or equal to our pid). Send `WATCHDOG=1` at least every
+/// half of it.
+pub fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.trim().parse().ok()?;
+    match std::env::var("WATCHDOG_PID") {
+        Ok(pid) if pid.trim().parse::<u32>().ok() != Some(std::process::id()) => None,
+        _ => (usec > 0).then(|| Duration::from_micros(usec)),
+    }
+}
+
+/// A descriptor passed by the service manager, with its name (`LISTEN_FDNAMES`, or the
+/// `FDNAME=` it was stored under).
+#[derive(Debug)]
+pub struct InheritedFd {
+    /// The descriptor, close-on-exec.
+    pub fd: OwnedFd,
+    /// Its name, if the manager gave one.
+    pub name: Option<String>,
+}
+
+/// Takes the descriptors passed to this process through `LISTEN_FDS` (from descriptor 3
+/// on), if `LISTEN_PID` names this process; an empty list otherwise. Each is made
+/// close-on-exec. The variables are unset when the process is still single-threaded (call
+/// this before starting a runtime), so children do not see them.
+///
+/// The descriptors can be taken once per process; later calls return an empty list.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] if `LISTEN_FDS` or `LISTEN_PID` is malformed; [`Error::Io`] if a
+/// descriptor it announces is not open.
+pub fn listen_fds() -> Result<Vec<InheritedFd>, Error> {
+    let Some(pid) = std::env::var_os("LISTEN_PID") else {
+        return Ok(Vec::new());
+    };
+    let pid: u32 = pid
+        .to_str()
+        .and_then(|p| p.trim().parse().ok())
+        .ok_or_else(|| Error::Invalid(format!("LISTEN_PID {pid:?}: not a pid")))?;
+    if pid != std::process::id() {
+        // Meant for another process (we inherited the environment of our parent).
+        return Ok(Vec::new());
+    }
+    let count = std::env::var("LISTEN_FDS").unwrap_or_default();
+    let count: usize = count
+        .trim()
+        .parse()
+        .map_err(|_| Error::Invalid(format!("LISTEN_FDS {count:?}: not a number")))?;
+    let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+        .map(|n| n.split(':').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let fds = match sys::take_inherited(count) {
+        None => return Ok(Vec::new()),
+        Some(result) => result.map_err(|e| Error::io("take the LISTEN_FDS descriptors", e))?,
+    };
+    if !sys::unset_env(&LISTEN_VARS) {
+        tracing::debug!("LISTEN_FDS left in the environment: the process has threads");
+    }
+    Ok(fds
+        .into_iter()
+        .enumerate()
+        .map(|(i, fd)| InheritedFd { fd, name: names.get(i).filter(|n| !n.is_empty()).cloned() })
+        .collect())
+}
+
+/// A listening TCP socket passed by the service manager.
+#[derive(Debug)]
+pub struct InheritedListener {
+    /// The listener, ready for [`ControlBuilder::listener`](crate::ControlBuilder::listener).
+    pub listener: TcpListener,
+    /// Its name (`LISTEN_FDNAMES`), if any.
+    pub name: Option<String>,
+    /// How many other descriptors were passed (and closed, unused).
+    pub ignored: usize,
+}
+
+/// The first listening TCP socket among the descriptors of [`listen_fds`], if any; the
+/// other descriptors are closed.
+///
+/// # Errors
+///
+/// As [`listen_fds`].
+pub fn inherited_listener() -> Result<Option<InheritedListener>, Error> {
+    let mut fds = listen_fds()?;
+    let Some(at) =
+        fds.iter().position(|f| sys::is_listening_stream(f.fd.as_fd()) && is_inet(&f.fd))
+    else {
+        if !fds.is_empty() {
+            tracing::warn!(count = fds.len(), "no listening TCP socket among LISTEN_FDS");
+        }
+        return Ok(None);
+    };
+    let chosen = fds.remove(at);
+    Ok(Some(InheritedListener {
+        listener: TcpListener::from(chosen.fd),
+        name: chosen.name,
+        ignored: fds.len(),
+    }))
+}
+
+fn is_inet(fd: &OwnedFd) -> bool {
+    use nix::sys::socket::{SockaddrLike as _, SockaddrStorage, getsockname};
+    getsockname::<SockaddrStorage>(fd.as_raw_fd())
+        .is_ok_and(|a| matches!(a.family(), Some(AddressFamily::Inet | AddressFamily::Inet6)))
+}
+
+/// The text of the `STATUS=` line [`supervise`] keeps current.
+pub fn serving_status(handle: &ControlHandle) -> String {
+    let count = handle.connections().len();
+    let plural = if count == 1 { "" } else { "s" };
+    match handle.local_addr() {
+        Some(addr) => format!("serving {count} connection{plural} on {addr}"),
+        None => format!("serving {count} connection{plural}"),
+    }
+}
+
+/// A task that keeps the manager informed while a `Control` runs: `STATUS=` whenever the
+/// [`serving_status`] line changes (checked every second) and `WATCHDOG=1` every half of
+/// [`watchdog_interval`]. Ends when the control shuts down; abort it to end it earlier.
+/// Needs a tokio runtime.
+pub fn supervise(notifier: Arc<Notifier>, handle: ControlHandle) -> tokio::task::JoinHandle<()> {
+    let watchdog = watchdog_interval().map(|d| d / 2);
+    let status_every = Duration::from_secs(1);
+    let tick = watchdog.map_or(status_every, |w| w.min(status_every));
+    tokio::spawn(async move {
+        let mut last_status = String::new();
+        let mut last_ping = tokio::time::Instant::now();
+        let mut interval = tokio::time::interval(tick);
+        loop {
+            interval.tick().await;
+            if handle.is_shutting_down() {
+                return;
+            }
+            if let Some(every) = watchdog {
+                if last_ping.elapsed() + tick / 2 >= every || last_ping.elapsed() == Duration::ZERO
+                {
+                    if let Err(e) = notifier.watchdog() {
+                        tracing::warn!(error = %e, "cannot send WATCHDOG=1");
+                    }
+                    last_ping = tokio::time::Instant::now();
+                }
+            }
+            let status = serving_status(&handle);
+            if status != last_status {
+                if let Err(e) = notifier.status(&status) {
+                    tracing::warn!(error = %e, "cannot send STATUS=");
+                }
+                last_status = status;
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixDatagram;
+
+    use super::*;
+
+    #[test]
+    fn datagrams_reach_a_path_socket() {
+        let dir = std::env::temp_dir().join(format!("ave-notify-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify");
+        let _ = std::fs::remove_file(&path);
+        let manager = UnixDatagram::bind(&path).unwrap();
+        let notifier = Notifier::connect(&path).unwrap();
+        notifier.ready().unwrap();
+        notifier.status("serving 2 connections\non x").unwrap();
+        notifier.stopping("stopped: SIGTERM").unwrap();
+        notifier.main_pid("took over").unwrap();
+        let mut buf = [0u8; 256];
+        let mut next = || {
+            let n = manager.recv(&mut buf).unwrap();
+            String::from_utf8(buf[..n].to_vec()).unwrap()
+        };
+        assert_eq!(next(), "READY=1");
+        assert_eq!(next(), "STATUS=serving 2 connections on x");
+        assert_eq!(next(), "STOPPING=1\nSTATUS=stopped: SIGTERM");
+        assert_eq!(next(), format!("MAINPID={}\nREADY=1\nSTATUS=took over", std::process::id()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn datagrams_reach_an_abstract_socket() {
+        let name = format!("ave-notify-test-{}", std::process::id());
+        let addr = <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name.as_bytes()).unwrap();
+        let manager = UnixDatagram::bind_addr(&addr).unwrap();
+        Notifier::connect(format!("@{name}")).unwrap().watchdog().unwrap();
+        let mut buf = [0u8; 64];
+        let n = manager.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"WATCHDOG=1");
+    }
+
+    #[test]
+    fn bad_addresses_and_names_are_refused() {
+        assert!(matches!(Notifier::connect("relative/path"), Err(Error::Invalid(_))));
+        assert!(matches!(Notifier::connect(""), Err(Error::Invalid(_))));
+        // Nobody listens there: the send fails, with what was sent.
+        let notifier = Notifier::connect("@ave-nobody-listens-here").unwrap();
+        let error = notifier.ready().unwrap_err();
+        assert!(error.to_string().contains("READY=1"), "{error}");
+        let fd = std::fs::File::open("/dev/null").unwrap();
+        for bad in ["", "a:b", "new\nline"] {
+            assert!(matches!(notifier.store_fds(bad, &[fd.as_fd()]), Err(Error::Invalid(_))));
+        }
+    }
+
+    #[test]
+    fn stored_descriptors_travel_with_the_datagram() {
+        use std::io::{Read as _, Write as _};
+        let dir = std::env::temp_dir().join(format!("ave-fdstore-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify");
+        let _ = std::fs::remove_file(&path);
+        // The manager's end: a datagram socket, read with fdtx's recvmsg.
+        let manager = crate::fdtx::FdTx::from_stream(std::os::unix::net::UnixStream::from(
+            OwnedFd::from(UnixDatagram::bind(&path).unwrap()),
+        ));
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        Notifier::connect(&path).unwrap().store_fds("listener", &[b.as_fd()]).unwrap();
+        drop(b);
+        let received = manager.get(256, 4).unwrap();
+        assert_eq!(received.bytes, b"FDSTORE=1\nFDNAME=listener");
+        let [fd]: [OwnedFd; 1] = received.fds.try_into().unwrap();
+        std::os::unix::net::UnixStream::from(fd).write_all(b"x").unwrap();
+        let mut got = [0u8; 1];
+        a.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"x");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_watchdog_is_ours_only_when_the_pid_matches() {
+        // The variables are read from the environment this test process was given, which
+        // has none of them (nextest runs each test in its own process).
+        if std::env::var_os("WATCHDOG_USEC").is_none() {
+            assert_eq!(watchdog_interval(), None);
+        }
+        if std::env::var_os("LISTEN_PID").is_none() {
+            assert!(listen_fds().unwrap().is_empty());
+        }
+    }
+}
