@@ -19,16 +19,19 @@
 //! nothing (or returns `None`), so a service can call them unconditionally.
 //!
 //! ```no_run
+//! use std::sync::Arc;
+//!
 //! use ave_network::{Control, Service, systemd};
 //!
 //! # async fn example() -> Result<(), ave_network::Error> {
-//! let mut builder = Control::builder(Service::new());
+//! // Before the runtime starts, so the LISTEN_* variables can be unset for children.
+//! let mut builder = Control::builder(Service::builder("example").build());
 //! builder = match systemd::inherited_listener()? {
 //!     Some(inherited) => builder.listener(inherited.listener),
 //!     None => builder.bind("127.0.0.1:4000".parse().unwrap()),
 //! };
 //! let control = builder.build()?;
-//! let notifier = systemd::Notifier::from_env()?;
+//! let notifier = systemd::Notifier::from_env()?.map(Arc::new);
 //! if let Some(notifier) = &notifier {
 //!     notifier.ready()?;
 //! }
