@@ -192,3 +192,50 @@ fn host_names_and_ports() {
     assert!(call_err.starts_with("ave call: error: invalid value 'localhost:70000'"), "{call_err}");
     assert!(serve_err.starts_with("ave serve: error: invalid value '70000'"), "{serve_err}");
 }
+
+/// A server that completes the handshake (no key), reads one request and answers it with
+/// `reply`; its thread ends with the connection.
+fn one_reply_server(reply: Vec<u8>) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let thread = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let frame = |stream: &mut std::net::TcpStream, payload: &[u8]| {
+            let header = u32::try_from(payload.len()).unwrap().to_be_bytes();
+            stream.write_all(&header).unwrap();
+            stream.write_all(payload).unwrap();
+        };
+        let read_frame = |stream: &mut std::net::TcpStream| {
+            let mut header = [0u8; 4];
+            stream.read_exact(&mut header).unwrap();
+            let mut payload = vec![0u8; u32::from_be_bytes(header) as usize];
+            stream.read_exact(&mut payload).unwrap();
+        };
+        frame(&mut stream, b"#CHALLENGE#01234567890123456789");
+        read_frame(&mut stream);
+        frame(&mut stream, br#"{"authenticated": false}"#);
+        read_frame(&mut stream);
+        frame(&mut stream, &reply);
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+    });
+    (address, thread)
+}
+
+#[test]
+fn a_malformed_reply_is_shown_in_a_few_hundred_bytes() {
+    let mut garbage = b"not json ".to_vec();
+    garbage.resize(1 << 20, b'\x01');
+    let mut big_but_wrong = br#"{"neither": ""#.to_vec();
+    big_but_wrong.resize(1 << 20, b'x');
+    big_but_wrong.extend_from_slice(br#""}"#);
+    for reply in [garbage, big_but_wrong] {
+        let (address, server) = one_reply_server(reply);
+        let (code, stdout, stderr) = call(&[&address, "sync_ping"]);
+        server.join().unwrap();
+        assert_eq!((code, stdout.as_str()), (3, ""), "{}", &stderr[..stderr.len().min(500)]);
+        assert!(stderr.len() < 600, "{} bytes: {}", stderr.len(), &stderr[..600]);
+        assert!(stderr.contains("(1048576 bytes in all)"), "{stderr}");
+    }
+}
