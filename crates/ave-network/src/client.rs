@@ -134,17 +134,35 @@ fn timed_out(message: &str) -> Error {
     Error::Network(NetworkError::Timeout(message.to_owned()))
 }
 
+/// At most this many bytes of a reply that breaks the protocol go into an error message:
+/// enough to see what it is, never a whole frame of up to the frame cap.
+const EXCERPT: usize = 200;
+
+/// The start of a reply for an error message, with its full length when it was cut.
+fn excerpt(bytes: &[u8]) -> String {
+    if bytes.len() <= EXCERPT {
+        return json::lossy(bytes).into_owned();
+    }
+    // Cut before a UTF-8 continuation byte, not inside a character.
+    let mut end = EXCERPT;
+    while end > 0 && bytes[end] & 0xC0 == 0x80 {
+        end -= 1;
+    }
+    format!("{}... ({} bytes in all)", json::lossy(&bytes[..end]), bytes.len())
+}
+
 /// Reads the verdict frame: whether the connection is authenticated.
 fn parse_verdict(frame: &[u8]) -> Result<bool, Error> {
     let value = json::parse(frame).map_err(|_| {
-        Error::Protocol(format!("not an authentication result: {}", json::lossy(frame)))
+        Error::Protocol(format!("not an authentication result: {}", excerpt(frame)))
     })?;
     if let Some(exception) = value.get("exception") {
         // A server that shuts down answers with its exit message instead.
         return Err(Error::Remote(AveException::from_wire(exception)));
     }
     if value.get("authenticated").is_none() {
-        return Err(Error::Protocol(format!("not an authentication result: {value}")));
+        let text = excerpt(value.to_string().as_bytes());
+        return Err(Error::Protocol(format!("not an authentication result: {text}")));
     }
     let ok = value == json!({ "authenticated": true });
     if !ok {
@@ -155,9 +173,8 @@ fn parse_verdict(frame: &[u8]) -> Result<bool, Error> {
 
 /// Reads a response frame: the result, or the remote exception.
 fn parse_response(frame: &[u8]) -> Result<Value, Error> {
-    let value = json::parse(frame).map_err(|e| {
-        Error::Protocol(format!("malformed response ({e}): {}", json::lossy(frame)))
-    })?;
+    let value = json::parse(frame)
+        .map_err(|e| Error::Protocol(format!("malformed response ({e}): {}", excerpt(frame))))?;
     match value {
         Value::Object(mut map) => {
             if let Some(exception) = map.get("exception") {
@@ -165,10 +182,16 @@ fn parse_response(frame: &[u8]) -> Result<Value, Error> {
             }
             match map.remove("result") {
                 Some(result) => Ok(result),
-                None => Err(Error::Protocol(format!("not a response: {}", Value::Object(map)))),
+                None => Err(Error::Protocol(format!(
+                    "not a response: {}",
+                    excerpt(Value::Object(map).to_string().as_bytes())
+                ))),
             }
         }
-        other => Err(Error::Protocol(format!("not a response: {other}"))),
+        other => Err(Error::Protocol(format!(
+            "not a response: {}",
+            excerpt(other.to_string().as_bytes())
+        ))),
     }
 }
 
@@ -609,6 +632,17 @@ mod tests {
         assert!(Call::from_serialize("x", ()).unwrap().vargs.is_empty());
         assert_eq!(Call::from_serialize("x", 5).unwrap().vargs, vec![json!(5)]);
         assert!(Call::new("a").one_way(true).request(&json!({"k": 1}))["async"].as_bool().unwrap());
+    }
+
+    #[test]
+    fn protocol_errors_show_an_excerpt() {
+        assert_eq!(excerpt(b"short"), "short");
+        let long = "é".repeat(150);
+        let shown = excerpt(long.as_bytes());
+        assert!(shown.ends_with("... (300 bytes in all)"), "{shown}");
+        assert!(shown.starts_with(&"é".repeat(100)), "{shown}");
+        let err = parse_response(&vec![b'x'; 1 << 20]).unwrap_err().to_string();
+        assert!(err.len() < 400, "{}", err.len());
     }
 
     #[test]
