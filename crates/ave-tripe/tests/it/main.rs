@@ -6,6 +6,7 @@ mod background;
 mod commands;
 mod connection;
 mod events;
+mod example;
 mod services;
 mod words;
 
