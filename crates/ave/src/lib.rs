@@ -42,6 +42,55 @@
 //! `ave --help` lists the commands: `ave run`, `ave serve`, `ave call`, `ave config`,
 //! `ave tripe`.
 //!
+//! # First steps
+//!
+//! Depend on the facade (every module is on by default; `default-features = false` and a
+//! list of features keep only what you use) and on tokio for the async parts:
+//!
+//! ```toml
+//! [dependencies]
+//! ave = { path = "../ave/crates/ave" }  # where this workspace is checked out
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! ```
+//!
+//! A complete program: a service of your own on a free loopback port, a client that calls
+//! it, and a clean stop. `cargo run -p ave-network --example service` and
+//! `--example process` (a process that synchronizes and is joined) go further.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use ave::network::{
+//!     client::RemoteControl,
+//!     connection::Address,
+//!     control::{Control, Params, Service, params},
+//! };
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let service = Service::builder("greeter")
+//!         .rpc("greet", params(["name"]), |_ctx, (name,): (String,)| async move {
+//!             Ok(format!("hello, {name}"))
+//!         })
+//!         .rpc("stop", Params::none(), |ctx, ()| async move {
+//!             ctx.control().stop(); // the reply is still delivered
+//!             Ok(())
+//!         })
+//!         .auth() // only for callers with the key
+//!         .build();
+//!     let control = Control::builder(service).authkey(Some("s3cret")).build()?;
+//!     let address = Address::new("127.0.0.1", control.port());
+//!     let server = tokio::spawn(control.run());
+//!
+//!     let client = RemoteControl::new(address, Some("s3cret"))
+//!         .with_timeout(Some(Duration::from_secs(10)));
+//!     assert_eq!(client.call("greet", ("lab",)).await?, "hello, lab");
+//!     client.call("stop", ()).await?;
+//!     server.await??;
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Compatibility
 //!
 //! The wire formats are the original's, byte for byte where it matters (framing, the
