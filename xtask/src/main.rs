@@ -5,7 +5,7 @@
 //! Tasks:
 //!
 //! - `ci`: everything CI checks, in order, stopping at the first failure: `fmt --check`,
-//!   `tidy`, `lint`, `test`, `examples`, `docs`.
+//!   `tidy`, `lint`, `test`, `examples`, `docs, python`.
 //! - `fmt [--check]`: rustfmt over the workspace.
 //! - `lint`: clippy on all targets with warnings as errors.
 //! - `test [ARGS...]`: the tests (nextest when installed, else `cargo test`), then the
@@ -18,6 +18,8 @@
 //! - `examples`: runs every example program of the crates (each ends by itself).
 //! - `stress [ARGS...]`: the original's stress scenario, at full size (bounded in time).
 //! - `tidy`: project rules that no compiler checks (see `tidy.rs`).
+//! - `python [PYTEST ARGS...]`: the Python package built with pip into a virtual
+//!   environment and its pytest suite (see `python.rs`).
 //!
 //! `cargo xtask <task> --help` explains a task instead of running it.
 
@@ -26,6 +28,7 @@
 
 mod bench;
 mod examples;
+mod python;
 mod tidy;
 
 use std::{
@@ -79,6 +82,7 @@ fn run(args: &[String]) -> Result {
         "stress" => stress(rest),
         "examples" => examples::run(&root),
         "tidy" => tidy::run(&root),
+        "python" => python::run(&root, &target_dir(), rest),
         "help" | "-h" | "--help" => {
             print_help();
             Ok(())
@@ -91,7 +95,7 @@ fn print_help() {
     println!(
         "cargo xtask <task>\n\n\
          tasks:\n  \
-         ci              fmt --check, tidy, lint, test, examples, docs\n  \
+         ci              fmt --check, tidy, lint, test, examples, docs, python\n  \
          fmt [--check]   format the workspace\n  \
          lint            clippy on all targets, warnings as errors\n  \
          test [ARGS]     tests (nextest if installed) and doctests\n  \
@@ -99,7 +103,8 @@ fn print_help() {
          bench [FILTER]  run the benchmarks and print one table\n  \
          examples        run every example program of the crates\n  \
          stress [ARGS]   the original's stress scenario at full size\n  \
-         tidy            project rules no compiler checks"
+         tidy            project rules no compiler checks\n  \
+         python [ARGS]   build the Python package and run its pytest suite"
     );
 }
 
@@ -113,7 +118,7 @@ fn task_help(task: &str) -> Option<&'static str> {
     Some(match task {
         "ci" => {
             "ci\n\neverything CI checks, in order, stopping at the first failure: fmt --check, \
-                 tidy, lint, test, examples, docs"
+                 tidy, lint, test, examples, docs, python"
         }
         "fmt" => "fmt [--check]\n\nrustfmt over the workspace; --check only reports",
         "lint" => "lint\n\nclippy on all targets and features, warnings as errors",
@@ -139,6 +144,11 @@ fn task_help(task: &str) -> Option<&'static str> {
                        ends by itself; fails at the first that does not exit 0"
         }
         "tidy" => "tidy\n\nproject rules that no compiler checks (see xtask/src/tidy.rs)",
+        "python" => {
+            "python [PYTEST ARGS...]\n\nthe Python package (crates/ave-python) installed with \
+                     pip into a virtual environment under the target directory, then its pytest \
+                     suite (AVE_PYTHON_PROFILE=release for an optimized build)"
+        }
         _ => return None,
     })
 }
@@ -147,13 +157,14 @@ fn task_help(task: &str) -> Option<&'static str> {
 type Step = (&'static str, fn() -> Result);
 
 fn ci() -> Result {
-    let steps: [Step; 6] = [
+    let steps: [Step; 7] = [
         ("fmt", || fmt(true)),
         ("tidy", || tidy::run(&project_root())),
         ("lint", lint),
         ("test", || test(&[])),
         ("examples", || examples::run(&project_root())),
         ("docs", || docs(false)),
+        ("python", || python::run(&project_root(), &target_dir(), &[])),
     ];
     let mut summary = Vec::new();
     for (name, step) in steps {

@@ -32,6 +32,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("ave-tripe", 2),
     ("ave", 3),
     ("ave-cli", 4),
+    ("ave-python", 4),
 ];
 
 pub(crate) fn run(root: &Path) -> Result {

@@ -72,6 +72,8 @@ pub struct Background {
     status: Option<ExitStatus>,
     /// The pty reported the end of output (every slave descriptor is closed).
     eof: bool,
+    /// Handed over with `into_raw_parts`: the caller reaps the command.
+    detached: bool,
 }
 
 /// A descriptor, registered with tokio once the async API is first used.
@@ -210,6 +212,7 @@ impl Background {
             exited: false,
             status: None,
             eof: false,
+            detached: false,
         }
     }
 
@@ -237,6 +240,20 @@ impl Background {
     /// The `dup` failed (descriptor limit).
     pub fn try_clone_master(&self) -> io::Result<OwnedFd> {
         self.master.fd().try_clone_to_owned()
+    }
+
+    /// Leaves the command running and hands over its pid and a duplicate of the pty
+    /// master: the original `run_bg`'s `(pid, fd)`. The caller must reap the pid and close
+    /// the descriptor; nothing is killed when the `Background` goes.
+    ///
+    /// # Errors
+    ///
+    /// The `dup` of the master failed (descriptor limit); the command is then still owned
+    /// (and ended) by the `Background`.
+    pub fn into_raw_parts(mut self) -> io::Result<(Pid, OwnedFd)> {
+        let master = self.try_clone_master()?;
+        self.detached = true;
+        Ok((self.pid, master))
     }
 
     /// The exit status, once the command has been reaped.
@@ -1135,7 +1152,7 @@ impl AsFd for Background {
 
 impl Drop for Background {
     fn drop(&mut self) {
-        if self.status.is_some() {
+        if self.status.is_some() || self.detached {
             return;
         }
         self.end_session(Duration::ZERO, &mut Collector::discard(), false);
