@@ -5,7 +5,7 @@
 //! Tasks:
 //!
 //! - `ci`: everything CI checks, in order, stopping at the first failure: `fmt --check`,
-//!   `tidy`, `lint`, `test`, `examples`, `docs, python`.
+//!   `tidy`, `lint`, `test`, `examples`, `docs`, `python`.
 //! - `fmt [--check]`: rustfmt over the workspace.
 //! - `lint`: clippy on all targets with warnings as errors.
 //! - `test [ARGS...]`: the tests (nextest when installed, else `cargo test`), then the
