@@ -175,6 +175,14 @@ impl Sim {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&dir);
+        Sim::start_in(&dir)
+    }
+
+    /// Starts a simulator on `dir/tripesock`, creating `dir` (which dropping the simulator
+    /// removes): a fresh server on the socket path of one that was dropped, as after a
+    /// restart.
+    pub fn start_in(dir: &Path) -> Sim {
+        let dir = dir.to_path_buf();
         std::fs::create_dir_all(&dir).expect("create the simulator's directory");
         let socket = dir.join("tripesock");
         // Bound here, so that the socket exists when `start` returns.

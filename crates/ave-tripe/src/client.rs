@@ -11,7 +11,8 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    path::Path,
+    fmt,
+    path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -43,11 +44,30 @@ pub const DEFAULT_EVENT_CAPACITY: usize = 4096;
 pub const DEFAULT_REPLY_CAPACITY: usize = 256;
 
 /// Options for a connection; [`Client::connect`] uses the defaults.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientBuilder {
     max_line_len: usize,
     event_capacity: usize,
     reply_capacity: usize,
+    on_line: Option<LineHook>,
+    code_handlers: HashMap<String, CodeHandler>,
+}
+
+/// A hook that sees every line from the server ([`ClientBuilder::on_line`]).
+type LineHook = Arc<dyn Fn(&[u8]) + Send + Sync>;
+/// A handler for a message code ([`ClientBuilder::on_code`]).
+type CodeHandler = Arc<dyn Fn(&[String]) + Send + Sync>;
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("max_line_len", &self.max_line_len)
+            .field("event_capacity", &self.event_capacity)
+            .field("reply_capacity", &self.reply_capacity)
+            .field("on_line", &self.on_line.is_some())
+            .field("code_handlers", &self.code_handlers.keys())
+            .finish()
+    }
 }
 
 impl Default for ClientBuilder {
@@ -56,6 +76,8 @@ impl Default for ClientBuilder {
             max_line_len: DEFAULT_MAX_LINE_LEN,
             event_capacity: DEFAULT_EVENT_CAPACITY,
             reply_capacity: DEFAULT_REPLY_CAPACITY,
+            on_line: None,
+            code_handlers: HashMap::new(),
         }
     }
 }
@@ -96,6 +118,28 @@ impl ClientBuilder {
         self
     }
 
+    /// A hook that sees every line from the server, as bytes without the newline, before
+    /// the client handles it: for logging, or for messages this library does not model.
+    /// It runs on the dispatcher task: keep it quick.
+    pub fn on_line(mut self, hook: impl Fn(&[u8]) + Send + Sync + 'static) -> Self {
+        self.on_line = Some(Arc::new(hook));
+        self
+    }
+
+    /// A handler for lines whose code this library does not know (a newer server's
+    /// messages): they are passed to it, split into words after the code, instead of
+    /// being broadcast as [`Event::Unknown`]. Codes are matched without regard to case.
+    /// Handlers for codes the library knows are never called. It runs on the dispatcher
+    /// task: keep it quick.
+    pub fn on_code(
+        mut self,
+        code: &str,
+        handler: impl Fn(&[String]) + Send + Sync + 'static,
+    ) -> Self {
+        self.code_handlers.insert(code.to_ascii_uppercase(), Arc::new(handler));
+        self
+    }
+
     /// Connects to the admin socket at `path`.
     ///
     /// The dispatcher task is spawned on the current tokio runtime.
@@ -104,14 +148,13 @@ impl ClientBuilder {
     ///
     /// [`Error::Connect`] when the socket cannot be reached.
     pub async fn connect(self, path: impl AsRef<Path>) -> Result<Client, Error> {
-        let path = path.as_ref();
-        let stream = UnixStream::connect(path)
-            .await
-            .map_err(|source| Error::Connect { path: path.to_path_buf(), source })?;
-        Ok(self.from_stream(stream))
+        let path = path.as_ref().to_path_buf();
+        let stream = open(&path).await?;
+        Ok(self.start(stream, Some(path)))
     }
 
-    /// Runs the protocol over an already connected stream.
+    /// Runs the protocol over an already connected stream. (Such a client cannot
+    /// [`reconnect`](Client::reconnect).)
     ///
     /// # Panics
     ///
@@ -120,10 +163,34 @@ impl ClientBuilder {
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
+        self.start(stream, None)
+    }
+
+    fn start<S>(self, stream: S, path: Option<PathBuf>) -> Client
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let connection = self.spawn(stream);
+        Client {
+            shared: Arc::new(Shared {
+                connection: Mutex::new(connection),
+                tags: AtomicU64::new(0),
+                path,
+                options: self,
+            }),
+        }
+    }
+
+    /// Spawns the dispatcher of one connection.
+    fn spawn<S>(&self, stream: S) -> Connection
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
         let (read, write) = tokio::io::split(stream);
         let (requests_tx, requests_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = broadcast::channel(self.event_capacity);
         let (service_tx, service_rx) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = oneshot::channel();
         let abandoned = Arc::new(Notify::new());
         let driver = Driver {
             reader: LineReader::new(read, self.max_line_len),
@@ -135,19 +202,25 @@ impl ClientBuilder {
             events: events_tx,
             service: service_tx,
             abandoned: abandoned.clone(),
+            stop: stop_rx,
+            on_line: self.on_line.clone(),
+            code_handlers: self.code_handlers.clone(),
         };
         tokio::spawn(driver.run());
-        Client {
-            shared: Arc::new(Shared {
-                requests: requests_tx,
-                events: Mutex::new(events_rx),
-                service: Mutex::new(Some(service_rx)),
-                tags: AtomicU64::new(0),
-                abandoned,
-                reply_capacity: self.reply_capacity,
-            }),
+        Connection {
+            requests: requests_tx,
+            events: events_rx,
+            service: Some(service_rx),
+            abandoned,
+            stop: Some(stop_tx),
         }
     }
+}
+
+async fn open(path: &Path) -> Result<UnixStream, Error> {
+    UnixStream::connect(path)
+        .await
+        .map_err(|source| Error::Connect { path: path.to_path_buf(), source })
 }
 
 /// A connection to a TrIPE server's admin socket.
@@ -180,14 +253,25 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Shared {
+    /// The current connection; [`Client::reconnect`] replaces it.
+    connection: Mutex<Connection>,
+    tags: AtomicU64,
+    /// The socket, for reconnecting.
+    path: Option<PathBuf>,
+    options: ClientBuilder,
+}
+
+/// The handles on one connection's dispatcher.
+#[derive(Debug)]
+struct Connection {
     requests: mpsc::UnboundedSender<Request>,
     /// Never read; new subscriptions are made from it.
-    events: Mutex<broadcast::Receiver<Event>>,
-    service: Mutex<Option<mpsc::UnboundedReceiver<ServiceMessage>>>,
-    tags: AtomicU64,
+    events: broadcast::Receiver<Event>,
+    service: Option<mpsc::UnboundedReceiver<ServiceMessage>>,
     /// Woken when a reply is dropped before its end.
     abandoned: Arc<Notify>,
-    reply_capacity: usize,
+    /// Ends the connection ([`Client::disconnect`]).
+    stop: Option<oneshot::Sender<String>>,
 }
 
 impl Client {
@@ -271,37 +355,72 @@ impl Client {
     /// Subscribes to the broadcasts (`WARN`, `NOTE`, `TRACE`, unknown codes) that arrive
     /// from now on. Which ones the server sends is chosen with [`Client::watch`].
     ///
-    /// The subscription keeps the connection open until it is dropped.
+    /// The subscription keeps the connection open until it is dropped, and ends with the
+    /// connection (after a [`Client::reconnect`], subscribe again).
     pub fn events(&self) -> Events {
-        let rx = lock(&self.shared.events).resubscribe();
+        let rx = lock(&self.shared.connection).events.resubscribe();
         Events { rx, _client: self.clone() }
     }
 
     /// Takes the stream of service lines (`SVCJOB`, `SVCCANCEL`, `SVCCLAIM`) sent to this
     /// connection; `None` if it was taken before. [`ServiceProvider`](crate::ServiceProvider)
-    /// takes it; lines arriving before it is taken are kept for it.
+    /// takes it; lines arriving before it is taken are kept for it. Each connection has
+    /// its own (after a [`Client::reconnect`], a new provider takes the new one).
     pub fn take_service_messages(&self) -> Option<ServiceMessages> {
-        lock(&self.shared.service).take().map(|rx| ServiceMessages { rx })
+        lock(&self.shared.connection).service.take().map(|rx| ServiceMessages { rx })
     }
 
-    /// Whether the connection is gone (nothing more can be sent).
+    /// Whether the connection is gone (nothing more can be sent until a
+    /// [`Client::reconnect`]).
     pub fn is_closed(&self) -> bool {
-        self.shared.requests.is_closed()
+        lock(&self.shared.connection).requests.is_closed()
+    }
+
+    /// Closes the connection now, as tripe.py's `disconnect(reason)`: every command still
+    /// queued, in flight or running in the background fails with
+    /// [`Error::ConnectionLost`], whose source is [`Disconnect::Requested`] with `reason`.
+    /// The client can [`reconnect`](Client::reconnect) afterwards. Does nothing if the
+    /// connection is already gone.
+    pub fn disconnect(&self, reason: impl Into<String>) {
+        if let Some(stop) = lock(&self.shared.connection).stop.take() {
+            let _ = stop.send(reason.into());
+        }
+    }
+
+    /// Connects again to the same socket, on this client and every clone of it: after the
+    /// server restarted, say. A connection still open is closed first (its pending
+    /// commands fail as for [`Client::disconnect`], with the reason `reconnecting`).
+    /// Event subscriptions and service providers belong to the old connection: make new
+    /// ones (and claim the services again).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connect`] when the socket cannot be reached (the client stays
+    /// disconnected and can try again), [`Error::NoSocketPath`] for a client made
+    /// [`from_stream`](ClientBuilder::from_stream).
+    pub async fn reconnect(&self) -> Result<(), Error> {
+        let path = self.shared.path.as_ref().ok_or(Error::NoSocketPath)?;
+        self.disconnect("reconnecting");
+        let stream = open(path).await?;
+        let connection = self.shared.options.spawn(stream);
+        *lock(&self.shared.connection) = connection;
+        Ok(())
     }
 
     fn submit(&self, line: String, words: &[String], tag: Option<String>) -> Result<Reply, Error> {
         let keyword = words.first().map(|w| w.to_ascii_uppercase()).unwrap_or_default();
         let cancels = (keyword == "BGCANCEL" && words.len() == 2).then(|| words[1].clone());
+        let connection = lock(&self.shared.connection);
         let (request, mut reply) = Request::new(
             line,
             cancels,
             keyword,
-            self.shared.reply_capacity,
-            self.shared.requests.downgrade(),
-            self.shared.abandoned.clone(),
+            self.shared.options.reply_capacity,
+            connection.requests.downgrade(),
+            connection.abandoned.clone(),
         );
         reply.tag = tag;
-        self.shared.requests.send(request).map_err(|_| Error::Closed)?;
+        connection.requests.send(request).map_err(|_| Error::Closed)?;
         Ok(reply)
     }
 }
@@ -576,6 +695,9 @@ struct Driver<R, W> {
     events: broadcast::Sender<Event>,
     service: mpsc::UnboundedSender<ServiceMessage>,
     abandoned: Arc<Notify>,
+    stop: oneshot::Receiver<String>,
+    on_line: Option<LineHook>,
+    code_handlers: HashMap<String, CodeHandler>,
 }
 
 impl<R, W> Driver<R, W>
@@ -603,6 +725,7 @@ where
     /// Serves the connection until it drops (the reason) or the client is done with it.
     async fn serve(&mut self) -> Option<Disconnect> {
         let mut accepting = true;
+        let mut stoppable = true;
         loop {
             if self.foreground.is_none() {
                 if let Some(request) = self.queue.pop_front() {
@@ -635,11 +758,19 @@ where
                     None => accepting = false,
                 },
                 () = self.abandoned.notified() => {},
+                reason = &mut self.stop, if stoppable => match reason {
+                    Ok(reason) => return Some(Disconnect::Requested(reason)),
+                    // Every handle is gone: the connection ends as above.
+                    Err(_) => stoppable = false,
+                },
             }
         }
     }
 
     async fn handle(&mut self, line: &[u8]) {
+        if let Some(hook) = &self.on_line {
+            hook(line);
+        }
         let message = ServerMessage::parse(line);
         tracing::trace!(?message, "received");
         match message {
@@ -672,6 +803,13 @@ where
                 Some(request) => request.finish(End::Fail(failure)),
                 None => tracing::warn!(%tag, "BGFAIL for an unknown job; ignored"),
             },
+            ServerMessage::Event(Event::Unknown { code, args })
+                if self.code_handlers.contains_key(&code) =>
+            {
+                if let Some(handler) = self.code_handlers.get(&code) {
+                    handler(&args);
+                }
+            }
             ServerMessage::Event(event) => {
                 // No subscriber is not an error: nobody asked for broadcasts.
                 let _ = self.events.send(event);

@@ -41,6 +41,9 @@ pub enum Error {
         /// The job id.
         jobid: String,
     },
+    /// The client was made from a stream, so it has no socket to reconnect to.
+    #[error("the client was not connected to a socket path, so it cannot reconnect")]
+    NoSocketPath,
     /// A command with no words.
     #[error("empty command")]
     EmptyCommand,
@@ -111,6 +114,9 @@ pub enum Disconnect {
     /// Reading or writing the socket failed.
     #[error("admin socket error")]
     Io(#[source] io::Error),
+    /// The client closed the connection ([`Client::disconnect`](crate::Client::disconnect)).
+    #[error("disconnected by the client: {0}")]
+    Requested(String),
     /// The server sent a line longer than the client accepts.
     #[error("the server sent a line longer than {max} bytes")]
     LineTooLong {

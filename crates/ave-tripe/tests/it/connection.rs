@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use ave_tripe::{Client, Disconnect, Error, ServiceProvider};
+use ave_tripe::{Client, Disconnect, Error, Event, Service, ServiceProvider};
 use tokio::io::AsyncWriteExt;
 
 use crate::{LIMIT, connect, sim::Sim, within};
@@ -188,4 +188,109 @@ async fn dropping_every_handle_closes_the_connection() {
     assert_eq!(sim.connections(), 1);
     drop(events);
     assert!(sim.wait_until(Duration::from_secs(10), |s| s.connections() == 0).await);
+}
+
+#[tokio::test]
+async fn disconnect_fails_every_pending_command_with_the_reason() {
+    let sim = Sim::start();
+    sim.add_peer("alice", &["INET", "10.0.0.1", "4070"]);
+    sim.hold_pings("alice");
+    let client = connect(&sim).await;
+    let background = client.command_background(["PING", "alice"]).unwrap();
+    let in_flight = client.command(["PING", "alice"]).unwrap();
+    let queued = client.command(["VERSION"]).unwrap();
+    assert!(sim.wait_until(LIMIT, |s| s.waiting_pings("alice") == 2).await);
+
+    client.disconnect("operator asked");
+    for reply in [background, in_flight, queued] {
+        let error = within(reply.collect()).await.unwrap_err();
+        let Error::ConnectionLost(reason) = &error else { panic!("{error:?}") };
+        assert!(matches!(&**reason, Disconnect::Requested(r) if r == "operator asked"));
+        let chain = std::error::Error::source(&error).map(ToString::to_string);
+        assert_eq!(chain.as_deref(), Some("disconnected by the client: operator asked"));
+    }
+    assert!(sim.wait_until(LIMIT, |s| s.connections() == 0).await);
+    assert!(client.is_closed());
+    assert!(matches!(client.command(["VERSION"]), Err(Error::Closed)));
+
+    // The same client connects again.
+    within(client.reconnect()).await.unwrap();
+    assert!(!client.is_closed());
+    assert_eq!(within(client.version()).await.unwrap().name, "ave-tripe-sim");
+}
+
+#[tokio::test]
+async fn the_client_outlives_a_server_restart() {
+    let sim = Sim::start();
+    let dir = sim.dir().to_path_buf();
+    let client = connect(&sim).await;
+    let provider_client = connect(&sim).await;
+    sim.add_peer("alice", &["INET", "10.0.0.1", "4070"]);
+    sim.hold_pings("alice");
+    let pending = client.command(["PING", "alice"]).unwrap();
+    assert!(sim.wait_until(LIMIT, |s| s.waiting_pings("alice") == 1).await);
+
+    // The server goes away: the pending command fails clearly, nothing hangs.
+    drop(sim);
+    let error = within(pending.collect()).await.unwrap_err();
+    assert!(error.is_connection_error(), "{error:?}");
+    assert!(matches!(client.version().await, Err(Error::Closed | Error::ConnectionLost(_))));
+    // While it is down, reconnecting fails and can be tried again.
+    assert!(matches!(within(client.reconnect()).await, Err(Error::Connect { .. })));
+
+    // A new server on the same socket: the same client (and its clones) carry on.
+    let sim = Sim::start_in(&dir);
+    let clone = client.clone();
+    within(client.reconnect()).await.unwrap();
+    assert_eq!(within(clone.version()).await.unwrap().name, "ave-tripe-sim");
+    let mut events = client.events();
+    within(client.watch(&["+n"])).await.unwrap();
+    sim.note(&["KXDONE", "bob"]);
+    assert!(matches!(within(events.recv()).await, Some(Event::Note(_))));
+
+    // A provider claims its services again on the new connection.
+    within(provider_client.reconnect()).await.unwrap();
+    let mut provider = ServiceProvider::new(provider_client.clone()).unwrap();
+    within(provider.claim(Service::new("again", "1.0"))).await.unwrap();
+    assert_eq!(sim.services(), [("again".to_owned(), "1.0".to_owned())]);
+
+    // A client made from a stream has nowhere to reconnect to.
+    let (ours, _theirs) = tokio::net::UnixStream::pair().unwrap();
+    let streamed = Client::builder().from_stream(ours);
+    assert!(matches!(streamed.reconnect().await, Err(Error::NoSocketPath)));
+}
+
+#[tokio::test]
+async fn unknown_codes_go_to_their_handlers_and_every_line_to_the_hook() {
+    let sim = Sim::start();
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let (newer_tx, mut newer) = tokio::sync::mpsc::unbounded_channel();
+    let client = within(
+        Client::builder()
+            .on_line(move |line| {
+                let _ = lines_tx.send(String::from_utf8_lossy(line).into_owned());
+            })
+            .on_code("newthing", move |args| {
+                let _ = newer_tx.send(args.to_vec());
+            })
+            .on_code("OK", |_| panic!("a handler for a known code is never called"))
+            .connect(sim.path()),
+    )
+    .await
+    .unwrap();
+    let mut events = client.events();
+    within(client.version()).await.unwrap();
+    assert_eq!(within(lines.recv()).await.unwrap(), "INFO ave-tripe-sim 1.0.0");
+    assert_eq!(within(lines.recv()).await.unwrap(), "OK");
+
+    sim.send_raw(b"NEWTHING a 'b c'");
+    sim.send_raw(b"OTHERTHING x");
+    assert_eq!(within(newer.recv()).await.unwrap(), ["a", "b c"]);
+    assert_eq!(within(lines.recv()).await.unwrap(), "NEWTHING a 'b c'");
+    assert_eq!(within(lines.recv()).await.unwrap(), "OTHERTHING x");
+    // Without a handler, an unknown code is still an event; with one, it is not.
+    assert_eq!(
+        within(events.recv()).await,
+        Some(Event::Unknown { code: "OTHERTHING".into(), args: vec!["x".into()] })
+    );
 }
