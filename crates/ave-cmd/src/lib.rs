@@ -91,6 +91,24 @@ pub use crate::{
     output::{ExitStatus, Output, Pid},
 };
 
+/// The live processes (zombies left out) of the session whose id is `session`, such as
+/// the session of a command started by [`run_bg`] (its pid): empty once every process of
+/// it is gone.
+///
+/// ```
+/// use ave_cmd::{Options, run_bg, session_members};
+///
+/// let mut command = run_bg(["sh", "-c", "sleep 0.1 & wait"], &Options::new())?;
+/// let session = command.pid();
+/// assert!(session_members(session).contains(&session));
+/// command.wait()?;
+/// assert!(session_members(session).is_empty());
+/// # Ok::<(), ave_cmd::Error>(())
+/// ```
+pub fn session_members(session: Pid) -> Vec<Pid> {
+    session::members(session.raw(), 0).into_iter().map(|m| Pid::from_raw(m.pid)).collect()
+}
+
 /// Runs a command on a fresh pty and returns its output once it has exited and its output
 /// has ended.
 ///
