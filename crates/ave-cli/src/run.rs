@@ -64,7 +64,8 @@ const EXIT_CODES_HELP: &str = "\
 Input: stdin is forwarded to the command's terminal, which echoes it as terminals do; the
 end of stdin is the terminal's end-of-file character (Ctrl-D), so `echo hi | ave run -- cat`
 ends. A terminal stdin is raw while the command runs (keys, Ctrl-C included, go to the
-command) and its window size, changes included, is the command's.
+command) and its window size, changes included, is the command's. A background job
+(`ave run CMD &`) leaves the terminal alone: no input, no raw mode.
 
 Exit codes:
   N        the command exited with code N
@@ -124,7 +125,16 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
 
     // Stdin is forwarded to the command's terminal; a terminal stdin lends its window size
     // and is raw for the run (restored when `raw` is dropped, on every way out of here).
-    let input = Input::stdin();
+    // A background job (`ave run ... &`) leaves its terminal to the foreground job: no
+    // input, no raw mode (either would stop `ave run` with SIGTTIN or SIGTTOU).
+    let input = Input::stdin().and_then(|input| {
+        if input.is_background() {
+            tracing::debug!("a background job: stdin is left alone");
+            Err(std::io::ErrorKind::ResourceBusy.into())
+        } else {
+            Ok(input)
+        }
+    });
     if let Some(size) = input.as_ref().ok().and_then(Input::window_size) {
         options = options.window_size(size.rows, size.cols);
     }

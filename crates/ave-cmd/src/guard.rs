@@ -32,8 +32,8 @@ use crate::{Pid, session, sys};
 /// the guard:
 ///
 /// 1. restores the settings of this process's stdin as they were when the guard started,
-///    if it is a terminal (so a terminal left raw by [`RawMode`](crate::RawMode) is
-///    usable again);
+///    if it is a terminal and this process was not a background job of it (so a terminal
+///    left raw by [`RawMode`](crate::RawMode) is usable again);
 /// 2. sends `SIGKILL` to every process of each watched session (found by their session
 ///    id, with pidfds, round after round, so forks in between are caught) and to its
 ///    process group;
@@ -96,8 +96,15 @@ impl Guard {
             )));
         }
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        // Read now: the guard puts the terminal back as it is before anyone changes it.
-        let stdin_settings = termios::tcgetattr(io::stdin()).ok();
+        // Read now: the guard puts the terminal back as it is before anyone changes it. A
+        // terminal of which this process is a background job belongs to another job: the
+        // guard leaves it alone.
+        let stdin = io::stdin();
+        let stdin_settings = if crate::input::is_background(stdin.as_fd()) {
+            None
+        } else {
+            termios::tcgetattr(&stdin).ok()
+        };
         match sys::fork_single_threaded()? {
             None => {
                 drop(write);

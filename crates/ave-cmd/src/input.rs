@@ -89,6 +89,14 @@ impl Input {
         self.terminal
     }
 
+    /// Whether the input is this process's controlling terminal while this process is in
+    /// a background process group of it (`ave run ... &` in an interactive shell). Then
+    /// reading the input or changing its mode would stop the process (`SIGTTIN`,
+    /// `SIGTTOU`): leave it alone, and run without input.
+    pub fn is_background(&self) -> bool {
+        self.terminal && is_background(self.fd())
+    }
+
     /// The input terminal's window size; `None` if it is not a terminal or reports no
     /// size (0 by 0).
     pub fn window_size(&self) -> Option<WindowSize> {
@@ -171,6 +179,13 @@ impl Input {
         let (rows, cols) = sys::window_size(self.fd())?;
         sys::set_window_size(terminal, rows, cols)
     }
+}
+
+/// Whether `fd` is this process's controlling terminal and this process is not in its
+/// foreground process group. A terminal that is not the controlling one (`tcgetpgrp`
+/// fails) sends no job-control signals, so it is never "background".
+pub(crate) fn is_background(fd: BorrowedFd<'_>) -> bool {
+    nix::unistd::tcgetpgrp(fd).is_ok_and(|group| group != nix::unistd::getpgrp())
 }
 
 /// One read that does not block (the caller checked), retried on `EINTR`.

@@ -582,3 +582,25 @@ fn sigkill_of_ave_run_restores_the_terminal() {
     held.wait_gone(&sid);
     assert!(same_mode(&terminal.settings(), &cooked), "restored after SIGKILL");
 }
+
+/// `ave run CMD &` from an interactive shell: stdin is the terminal, but `ave run` is in a
+/// background process group. It must leave the terminal alone (changing its mode or
+/// reading it would stop `ave run` with SIGTTOU or SIGTTIN) and run the command.
+#[test]
+fn a_background_job_leaves_the_terminal_alone() {
+    let terminal = Terminal::open(24, 80);
+    let cooked = terminal.settings();
+    // A session on the terminal (`setsid -c`) whose shell runs `ave run` as a job of its
+    // own (`set -m`), in the background.
+    let script =
+        format!("set -m; '{}' run -- echo hi & wait $!; echo status=$?", env!("CARGO_BIN_EXE_ave"));
+    let out = Command::new("timeout")
+        .args(["-s", "KILL", "30", "setsid", "-c", "sh", "-c", &script])
+        .stdin(terminal.slave.try_clone().unwrap())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text, "hi\r\nstatus=0\n", "{out:?}");
+    assert!(same_mode(&terminal.settings(), &cooked));
+}
