@@ -5,7 +5,8 @@
 //! Tasks:
 //!
 //! - `ci`: everything CI checks, in order, stopping at the first failure: `fmt --check`,
-//!   `tidy`, `lint`, `test`, `examples`, `docs`, `python`.
+//!   `tidy`, `lint`, `test`, `examples`, `docs`, `python`, `dist` (the package from the debug
+//!   binary, listed, unpacked and run).
 //! - `fmt [--check]`: rustfmt over the workspace.
 //! - `lint`: clippy on all targets with warnings as errors.
 //! - `test [ARGS...]`: the tests (nextest when installed, else `cargo test`), then the
@@ -20,6 +21,7 @@
 //! - `tidy`: project rules that no compiler checks (see `tidy.rs`).
 //! - `python [PYTEST ARGS...]`: the Python package built with pip into a virtual
 //!   environment and its pytest suite (see `python.rs`).
+//! - `dist [--debug] [--out DIR] | --check`: the Debian package (see `dist.rs`).
 //!
 //! `cargo xtask <task> --help` explains a task instead of running it.
 
@@ -27,6 +29,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod dist;
 mod examples;
 mod python;
 mod tidy;
@@ -81,6 +84,7 @@ fn run(args: &[String]) -> Result {
         "bench" => bench::run(&root, rest),
         "stress" => stress(rest),
         "examples" => examples::run(&root),
+        "dist" => dist::run(rest),
         "tidy" => tidy::run(&root),
         "python" => python::run(&root, &target_dir(), rest),
         "help" | "-h" | "--help" => {
@@ -95,7 +99,7 @@ fn print_help() {
     println!(
         "cargo xtask <task>\n\n\
          tasks:\n  \
-         ci              fmt --check, tidy, lint, test, examples, docs, python\n  \
+         ci              fmt --check, tidy, lint, test, examples, docs, python, dist\n  \
          fmt [--check]   format the workspace\n  \
          lint            clippy on all targets, warnings as errors\n  \
          test [ARGS]     tests (nextest if installed) and doctests\n  \
@@ -104,7 +108,8 @@ fn print_help() {
          examples        run every example program of the crates\n  \
          stress [ARGS]   the original's stress scenario at full size\n  \
          tidy            project rules no compiler checks\n  \
-         python [ARGS]   build the Python package and run its pytest suite"
+         python [ARGS]   build the Python package and run its pytest suite\n  \
+         dist [--debug]  build the Debian package"
     );
 }
 
@@ -118,7 +123,7 @@ fn task_help(task: &str) -> Option<&'static str> {
     Some(match task {
         "ci" => {
             "ci\n\neverything CI checks, in order, stopping at the first failure: fmt --check, \
-                 tidy, lint, test, examples, docs, python"
+                 tidy, lint, test, examples, docs, python, dist (the package checked)"
         }
         "fmt" => "fmt [--check]\n\nrustfmt over the workspace; --check only reports",
         "lint" => "lint\n\nclippy on all targets and features, warnings as errors",
@@ -149,6 +154,11 @@ fn task_help(task: &str) -> Option<&'static str> {
                      pip into a virtual environment under the target directory, then its pytest \
                      suite (AVE_PYTHON_PROFILE=release for an optimized build)"
         }
+        "dist" => {
+            "dist [--debug] [--out DIR] | --check\n\nthe Debian package: ave, man pages, \
+                   completions, systemd units, README and licence (release binary unless \
+                   --debug); --check builds it from the debug binary, lists, unpacks and runs it"
+        }
         _ => return None,
     })
 }
@@ -157,7 +167,7 @@ fn task_help(task: &str) -> Option<&'static str> {
 type Step = (&'static str, fn() -> Result);
 
 fn ci() -> Result {
-    let steps: [Step; 7] = [
+    let steps: [Step; 8] = [
         ("fmt", || fmt(true)),
         ("tidy", || tidy::run(&project_root())),
         ("lint", lint),
@@ -165,6 +175,7 @@ fn ci() -> Result {
         ("examples", || examples::run(&project_root())),
         ("docs", || docs(false)),
         ("python", || python::run(&project_root(), &target_dir(), &[])),
+        ("dist", dist::check),
     ];
     let mut summary = Vec::new();
     for (name, step) in steps {
