@@ -28,7 +28,7 @@ use std::{
 
 use ave_exceptions::NetworkError;
 use serde::Serialize;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::{
     Error,
@@ -297,23 +297,31 @@ impl Connection {
     /// a new one for every request.
     pub(crate) fn poll_fill(&mut self, cx: &mut task::Context<'_>) -> Poll<Result<(), Error>> {
         loop {
-            if let Some(buffer) = self.input.take_if_empty() {
-                spare::put(buffer);
-            }
-            if let Err(e) = ready!(self.stream.poll_read_ready(cx)) {
-                return Poll::Ready(Err(map_read_error(e)));
-            }
             if self.input.is_empty() && self.input.capacity() == 0 {
                 if let Some(buffer) = spare::take() {
                     self.input.give(buffer);
                 }
             }
-            match self.stream.try_read_buf(self.input.read_target()) {
-                Ok(0) => return Poll::Ready(Err(Error::Network(NetworkError::closed()))),
-                Ok(_) => return Poll::Ready(Ok(())),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Poll::Ready(Err(map_read_error(e))),
+            // A read through the runtime's `AsyncRead`: when it fills less than the room
+            // offered, the socket is known to be drained, so the next wait costs no
+            // system call that only says "would block".
+            let polled = {
+                let read = std::pin::pin!(self.stream.read_buf(self.input.read_target()));
+                read.poll(cx)
+            };
+            match polled {
+                Poll::Pending => {
+                    if let Some(buffer) = self.input.take_if_empty() {
+                        spare::put(buffer);
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(Error::Network(NetworkError::closed())));
+                }
+                Poll::Ready(Ok(_)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(map_read_error(e))),
             }
         }
     }
