@@ -19,6 +19,7 @@ mod methods;
 mod run;
 mod secrets;
 mod serve;
+mod sys;
 mod systemd;
 mod tripe;
 
@@ -89,6 +90,9 @@ impl Command {
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("AVE_VERSION_REVISION"), ")");
 
 fn main() -> ExitCode {
+    // First, while this process has one thread: the key in the environment is taken out
+    // of it, so that no child process inherits it.
+    secrets::take_env_authkey();
     // `ave serve --help` lists the methods of the service it serves, from the service.
     let command = Cli::command().mut_subcommand("serve", serve::with_method_help);
     let cli = match command.try_get_matches().and_then(|m| Cli::from_arg_matches(&m)) {

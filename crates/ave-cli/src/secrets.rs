@@ -72,9 +72,20 @@ pub(crate) fn read_key_file(path: &Path) -> Result<String, KeyError> {
     Ok(key.to_owned())
 }
 
-/// The primary key from the environment ([`ENV_AUTHKEY`]), if it is set and not empty.
+/// The key taken out of the environment by [`take_env_authkey`].
+static ENV_KEY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Takes [`ENV_AUTHKEY`] out of the environment, so that no command `ave serve` runs
+/// (`run_external`) and no other child inherits the key; [`env_authkey`] returns it.
+/// Called first thing in `main`, while the process has one thread.
+pub(crate) fn take_env_authkey() {
+    let key = crate::sys::take_env(ENV_AUTHKEY).and_then(|k| k.into_string().ok());
+    let _ = ENV_KEY.set(key.filter(|k| !k.is_empty()));
+}
+
+/// The primary key from the environment ([`ENV_AUTHKEY`]), if it was set and not empty.
 pub(crate) fn env_authkey() -> Option<String> {
-    std::env::var(ENV_AUTHKEY).ok().filter(|k| !k.is_empty())
+    ENV_KEY.get().cloned().flatten()
 }
 
 /// Splits `NAME=VALUE` of `--alt-key`, `--alt-key-file` and `--kw`.

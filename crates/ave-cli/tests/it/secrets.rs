@@ -147,3 +147,14 @@ fn keys_stay_out_of_ps_logs_errors_and_dumps() {
     assert!(log.contains("new connection"), "the log is not verbose: {log}");
     assert!(!log.contains(KEY), "{log}");
 }
+
+#[test]
+fn commands_the_server_runs_do_not_inherit_the_key() {
+    let served = Served::start_with_env(&[], &[("AVE_AUTHKEY", "inh3rited")]);
+    let env = [("AVE_AUTHKEY", "inh3rited")];
+    // printenv exits 1 when the variable is not set.
+    let (code, stdout, stderr) =
+        call(&env, &[&served.address(), "run_external", "printenv AVE_AUTHKEY"]);
+    assert_eq!((code, stdout.as_str()), (0, "[1,\"\",\"\"]\n"), "{stderr}");
+    assert_eq!(call(&env, &[&served.address(), "whoami"]).1, "\"inh3rited\"\n");
+}
