@@ -30,6 +30,7 @@
 //! | How do I write a service? | [`guide::writing_a_service`] |
 //! | How do I call one, from Rust or a shell? | [`guide::calling_services`] |
 //! | How do I restart it without dropping its clients? | [`guide::live_restart`] |
+//! | How do I run `ave serve` under systemd (readiness, socket activation, logs, the package)? | [`guide::systemd`] |
 //! | How do I run a service as a process, daemonize it, reap its children? | [`guide::processes`] |
 //! | How do I run a command with a timeout? | [`guide::pty_runner`] |
 //! | How do I set up config files and drop privileges? | [`guide::config_and_privileges`] |
@@ -159,6 +160,11 @@ pub mod guide {
     #[cfg(feature = "network")]
     pub mod live_restart {
         #![doc = include_str!("../../../docs/live-restart.md")]
+    }
+
+    #[cfg(feature = "network")]
+    pub mod systemd {
+        #![doc = include_str!("../../../docs/systemd.md")]
     }
 
     #[cfg(feature = "network")]
