@@ -35,8 +35,10 @@ const TARGET: f64 = 0.5;
 fn main() {
     let sim = Sim::start();
     sim.add_peer("alice", &["INET", "10.0.0.1", "4070"]);
+    // The client uses no timers: a runtime with the I/O driver only (as a blocking Python
+    // client has no timer wheel either).
     let runtime =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        tokio::runtime::Builder::new_current_thread().enable_io().build().expect("runtime");
     let client = runtime.block_on(Client::connect(sim.path())).expect("connect");
     let mut python = Python::start(&sim);
 
