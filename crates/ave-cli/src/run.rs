@@ -4,7 +4,7 @@
 //! 124 if it timed out (once its whole session is gone); 127 if it cannot be found; 126 if
 //! it cannot be executed; 125 if `ave run` itself failed (working directory, output file,
 //! pty allocation); 2 on a usage error; and 128+N if `ave run` got a terminating signal N,
-//! which ends the command's session first (see [`TERMINATING_SIGNALS`]). A closed stdout
+//! which ends the command's session first (see [`terminating_signals`]). A closed stdout
 //! ends the command and exits 141 (SIGPIPE's 128+13), as the command itself would have.
 //!
 //! `ave run` starts a [`Guard`] first, which ends the command's session and restores the

@@ -86,8 +86,8 @@ pub fn split_words(text: &str) -> Vec<String> {
 ///
 /// A word that is non-empty and free of whitespace, backslashes and quotes is returned as
 /// it is; any other word is wrapped in double quotes, with a backslash before each `\`
-/// and `"`. (A word holding a newline or a NUL cannot be sent at all; [`format_command`]
-/// refuses it.)
+/// and `"`. (A word holding a newline or a NUL cannot be sent at all;
+/// [`format_command`](crate::format_command) refuses it.)
 ///
 /// # Examples
 ///
@@ -119,7 +119,7 @@ pub fn quotify(word: &str) -> Cow<'_, str> {
 /// Joins words into one line, each quoted with [`quotify`] and separated by one space.
 ///
 /// This is for display (the `ave tripe` output); it does not check that the line could be
-/// sent. Use [`format_command`] for that.
+/// sent. Use [`format_command`](crate::format_command) for that.
 pub fn join_words<I, S>(words: I) -> String
 where
     I: IntoIterator<Item = S>,
