@@ -1,6 +1,9 @@
 //! Log output of `ave serve`: the lifecycle at the default level, colour rules, journald
 //! priority prefixes, JSON lines.
 
+// A skip says why on the test's output.
+#![allow(clippy::print_stderr)]
+
 use std::{
     io::{BufRead, BufReader, Read},
     os::fd::{AsFd, OwnedFd},
@@ -134,4 +137,57 @@ fn json_logs_are_one_object_a_line() {
     assert_eq!(shutting["target"], "ave_network::control");
     assert_eq!(shutting["fields"]["service"], "ave-serve");
     assert_eq!(lines.last().unwrap()["message"], "stopped: SIGTERM");
+}
+
+/// `ave -v serve` on a real terminal (util-linux `script` gives it a pty): coloured with
+/// `--color auto`, plain with `NO_COLOR`. Stopped by a `stop` call.
+fn on_a_terminal(no_color: bool) -> String {
+    let dir = TempDir::new(if no_color { "tty-nocolor" } else { "tty-color" });
+    let port_file = dir.0.join("port");
+    let line = format!(
+        "exec '{}' -v --color auto serve --port 0 --port-file '{}'",
+        env!("CARGO_BIN_EXE_ave"),
+        port_file.display()
+    );
+    let mut command = Command::new("script");
+    command
+        .args(["-qefc", &line, "/dev/null"])
+        .env("HOME", &dir.0)
+        .env("TERM", "xterm")
+        .env_remove("RUST_LOG")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if no_color {
+        command.env("NO_COLOR", "1");
+    } else {
+        command.env_remove("NO_COLOR");
+    }
+    let mut child = command.spawn().expect("run script");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut text = String::new();
+    // The first line says where it listens; the port file is written before it.
+    out.read_line(&mut text).unwrap();
+    assert!(text.contains("listening on"), "{text:?}");
+    let port = std::fs::read_to_string(&port_file).unwrap();
+    let call =
+        crate::ave(&["call", "--timeout", "10", &format!("127.0.0.1:{}", port.trim()), "stop"]);
+    assert!(call.status.success());
+    out.read_to_string(&mut text).unwrap();
+    assert!(child.wait().unwrap().success(), "{text:?}");
+    text
+}
+
+#[test]
+fn colour_on_a_terminal_unless_no_color() {
+    if Command::new("script").arg("--version").output().is_err() {
+        // .ci/run installs it (Debian package bsdutils).
+        eprintln!("skipped: util-linux script is not installed");
+        return;
+    }
+    let coloured = on_a_terminal(false);
+    assert!(coloured.contains("ave serve: \x1b[32minfo\x1b[0m: "), "{coloured:?}");
+    let plain = on_a_terminal(true);
+    assert!(plain.contains("ave serve: info: ") && !plain.contains('\x1b'), "{plain:?}");
 }
