@@ -152,7 +152,8 @@ fn task_help(task: &str) -> Option<&'static str> {
         "python" => {
             "python [PYTEST ARGS...]\n\nthe Python package (crates/ave-python) installed with \
                      pip into a virtual environment under the target directory, then its pytest \
-                     suite (AVE_PYTHON_PROFILE=release for an optimized build)"
+                     suite (AVE_PYTHON_PROFILE=release for an optimized build); `python bench \
+                     [ARGS...]` runs the package's throughput benchmark in release instead"
         }
         "dist" => {
             "dist [--debug] [--out DIR] | --check\n\nthe Debian package: ave, man pages, \

@@ -8,6 +8,11 @@
 //!    `AVE_PYTHON_PROFILE=release` for an optimized build).
 //! 3. The `ave` binary, for the interop tests (`ave call`, `ave serve`).
 //! 4. pytest on `crates/ave-python/tests`, with `AVE_BIN` naming the binary.
+//!
+//! `cargo xtask python bench [ARGS...]` builds both in release instead and runs
+//! `crates/ave-python/bench/rpc_throughput.py` (calls per second with 64 connections: a
+//! Python service on the bindings against a Python 3 port of the original's poll loop,
+//! with and without `TCP_NODELAY`, and against `ave serve`), which prints the ratios.
 
 use std::{
     env,
@@ -20,7 +25,8 @@ use crate::Result;
 /// The PyPI packages the step installs: maturin builds the package, pytest runs its tests.
 const TOOLS: &[&str] = &["maturin>=1.9.4,<2", "pytest>=7"];
 
-pub(crate) fn run(root: &Path, target: &Path, pytest_args: &[String]) -> Result {
+pub(crate) fn run(root: &Path, target: &Path, args: &[String]) -> Result {
+    let bench = args.first().is_some_and(|a| a == "bench");
     let venv = target.join("python-venv");
     let python = venv.join("bin/python");
     if !python.is_file() {
@@ -39,7 +45,11 @@ pub(crate) fn run(root: &Path, target: &Path, pytest_args: &[String]) -> Result 
                 .args(TOOLS),
         )?;
     }
-    let profile = env::var("AVE_PYTHON_PROFILE").unwrap_or_else(|_| "dev".to_owned());
+    let profile = if bench {
+        "release".to_owned()
+    } else {
+        env::var("AVE_PYTHON_PROFILE").unwrap_or_else(|_| "dev".to_owned())
+    };
     run_cmd(
         Command::new(&python)
             .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
@@ -48,12 +58,24 @@ pub(crate) fn run(root: &Path, target: &Path, pytest_args: &[String]) -> Result 
             .env("MATURIN_PEP517_ARGS", format!("--profile {profile}"))
             .env("PATH", path_with(&venv.join("bin"))),
     )?;
-    run_cmd(Command::new(cargo()).args(["build", "--quiet", "-p", "ave-cli", "--bin", "ave"]))?;
+    let mut build = Command::new(cargo());
+    build.args(["build", "--quiet", "-p", "ave-cli", "--bin", "ave"]);
+    if bench {
+        build.arg("--release");
+        run_cmd(&mut build)?;
+        return run_cmd(
+            Command::new(&python)
+                .arg(root.join("crates/ave-python/bench/rpc_throughput.py"))
+                .arg(target.join("release/ave"))
+                .args(&args[1..]),
+        );
+    }
+    run_cmd(&mut build)?;
     let ave_bin = target.join("debug/ave");
     run_cmd(
         Command::new(&python)
             .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-            .args(pytest_args)
+            .args(args)
             .current_dir(root.join("crates/ave-python"))
             .env("AVE_BIN", &ave_bin),
     )

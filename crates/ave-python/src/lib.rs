@@ -12,7 +12,7 @@
 //! - `client`: `RemoteControl` calls, `BlockingConnection`, `find_free_port`.
 //! - `process`: `Process` on the Rust `Process` (fork, daemonize, synchronize, joins).
 //! - `cmd`: `ave.cmd.run` and `run_bg` on the pty runner.
-//! - `pipe`: framed JSON over a pipe.
+//! - `pipe`: framed JSON over a pipe; `fdtx`: descriptors over a Unix socket.
 //! - `config`, `persona`: the configuration files and privilege drop.
 //!
 //! The GIL is released whenever Rust waits: on the network, on a pty, on a join.
@@ -21,6 +21,7 @@ mod client;
 mod cmd;
 mod convert;
 mod errors;
+mod fdtx;
 mod pipe;
 mod process;
 mod server;
@@ -112,7 +113,7 @@ fn profile_matches(profile: &Bound<'_, PyAny>, request: &Bound<'_, PyAny>) -> Py
 /// Every name the package's stubs promise, for a test that checks they exist.
 #[pyfunction]
 fn native_names(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
-    PyList::new(py, ["Remote", "Framed", "Peer", "Server", "Child", "Pipe"])
+    PyList::new(py, ["Remote", "Framed", "Peer", "Server", "Child", "Pipe", "FdTx"])
 }
 
 /// The extension module.
@@ -124,6 +125,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<server::Server>()?;
     m.add_class::<process::Child>()?;
     m.add_class::<pipe::Pipe>()?;
+    m.add_class::<fdtx::FdTx>()?;
     m.add_function(wrap_pyfunction!(client::find_free_port, m)?)?;
     m.add_function(wrap_pyfunction!(server::serve, m)?)?;
     m.add_function(wrap_pyfunction!(process::set_death_signal, m)?)?;

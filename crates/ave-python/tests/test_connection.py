@@ -2,6 +2,7 @@
 pipe and process tests)."""
 
 import os
+import select
 import signal
 import time
 
@@ -102,3 +103,73 @@ def test_process_t2_daemon_is_not_our_child():
             p.join()
     finally:
         os.kill(p.pid, signal.SIGKILL)
+
+
+def test_fdtx_passes_descriptors(tmp_path):
+    from ave.network.fdtx import FdTx
+    from ave.network.process import Process
+    server = FdTx()
+    path = server.listen(str(tmp_path), 'fdtx.sock')
+    target = tmp_path / 'file'
+
+    def connecter():
+        client = FdTx()
+        client.connect(path, 5)
+        message, fds = client.get(7, 1)
+        assert message == 'foo bar' and len(fds) == 1
+        os.write(fds[0], b'star cream')
+        os.fsync(fds[0])
+
+    class Peer(Process):
+        def close_fds(self, exclude):
+            # The child keeps nothing of the parent's but the path it connects to.
+            Process.close_fds(self, exclude)
+    peer = Peer(target=connecter)
+    peer.start()
+    server.accept(5)
+    fd = os.open(str(target), os.O_WRONLY | os.O_CREAT, 0o600)
+    server.put('foo bar', fd)
+    os.close(fd)
+    assert peer.join(5) == 0
+    server.close()
+    assert target.read_bytes() == b'star cream'
+
+
+def test_fdtx_accept_times_out(tmp_path):
+    from ave.exceptions import Timeout
+    from ave.network.fdtx import FdTx
+    server = FdTx()
+    server.listen(str(tmp_path))
+    with pytest.raises(Timeout):
+        server.accept(0.3)
+    server.close()
+
+
+def test_non_blocking_connection_against_a_python_service(server):
+    import hashlib
+    import hmac
+    import json
+    from ave.network.connection import Connection
+    from ave.network.exceptions import ConnectionInProgress
+    s = server()
+    conn = Connection(('127.0.0.1', s.port))
+    try:
+        conn.connect()
+    except ConnectionInProgress:
+        pass
+    def until(fn):
+        deadline = time.monotonic() + 5
+        while True:
+            got = fn()
+            if got is not None:
+                return got
+            assert time.monotonic() < deadline
+            select.select([conn.socket], [conn.socket], [], 1)
+    challenge = until(conn.get)
+    digest = hmac.new(b'password', challenge[11:], hashlib.md5).digest()
+    until(lambda: conn.put(digest))
+    assert json.loads(until(conn.get)) == {'authenticated': True}
+    request = json.dumps({'method': 'upper', 'params': {'vargs': ['abc'], 'kwargs': {}}})
+    until(lambda: conn.put(request.encode()))
+    assert json.loads(until(conn.get)) == {'result': 'ABC'}
+    conn.close()

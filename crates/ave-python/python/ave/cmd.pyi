@@ -1,0 +1,6 @@
+from typing import IO, List, Optional, Sequence, Tuple, Union
+
+def run(cmd: Union[str, Sequence[str]], timeout: float = ..., debug: bool = ...,
+        cwd: str = ..., output_file: Optional[IO] = ...) -> Tuple[int, str, str]: ...
+def run_bg(cmd: Union[str, Sequence[str]], debug: bool = ...,
+           cwd: str = ...) -> Tuple[int, int]: ...
