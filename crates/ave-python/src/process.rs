@@ -34,7 +34,17 @@ impl Target for PyTarget {
                 exclude.insert(fd);
             }
         }
-        child.close_fds(&exclude)
+        let before = sys::open_fds();
+        child.close_fds(&exclude)?;
+        // Objects of the parent (sockets, pipes, connections) still hold the numbers just
+        // closed; when the child's garbage collector drops them, they must close
+        // placeholders, not EBADF (an abort for a Rust `OwnedFd`) or a descriptor opened
+        // since with the same number.
+        let after = sys::open_fds();
+        for fd in before.into_iter().filter(|fd| *fd > 2 && !after.contains(fd)) {
+            sys::placeholder(fd)?;
+        }
+        Ok(())
     }
 
     fn redirect(&mut self, _child: &mut ChildContext) -> io::Result<()> {

@@ -78,3 +78,31 @@ pub(crate) fn set_process_name(name: &str) -> io::Result<()> {
     let rc = unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
+
+/// The open descriptors of this process (from `/proc/self/fd`).
+pub(crate) fn open_fds() -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else { return Vec::new() };
+    let mut fds: Vec<i32> =
+        entries.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+    fds.retain(|&fd| check_open(fd).is_ok());
+    fds.sort_unstable();
+    fds
+}
+
+/// Puts a close-on-exec `/dev/null` on the number `fd`, which must be closed: a Python or
+/// Rust object of the parent that still holds that number closes the placeholder when it
+/// goes, never a descriptor the child opened since.
+pub(crate) fn placeholder(fd: i32) -> io::Result<()> {
+    let null = std::fs::File::open("/dev/null")?;
+    let source = std::os::fd::AsRawFd::as_raw_fd(&null);
+    if source == fd {
+        // The lowest free number was this one: the open itself is the placeholder
+        // (close-on-exec, as std opens files).
+        let _ = std::os::fd::IntoRawFd::into_raw_fd(null);
+        return Ok(());
+    }
+    // SAFETY: dup3 duplicates an open descriptor onto a number this process does not use
+    // (the caller closed it); no memory is touched and `null` is closed by its own drop.
+    let rc = unsafe { libc::dup3(source, fd, libc::O_CLOEXEC) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}

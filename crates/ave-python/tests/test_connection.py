@@ -173,3 +173,26 @@ def test_non_blocking_connection_against_a_python_service(server):
     until(lambda: conn.put(request.encode()))
     assert json.loads(until(conn.get)) == {'result': 'ABC'}
     conn.close()
+
+
+def test_parent_objects_dropped_in_the_child_close_placeholders():
+    # A Rust-owned descriptor of the parent that the child does not keep: the child's
+    # close_fds closes its number, and dropping the object in the child must neither
+    # abort (EBADF on an owned descriptor) nor close a descriptor opened since.
+    holder = [Pipe()]
+    result = Pipe()
+
+    class Child(Process):
+        def close_fds(self, exclude):
+            exclude.append(result.w)
+            Process.close_fds(self, exclude)
+
+        def run(self):
+            import gc
+            holder.clear()
+            gc.collect()
+            result.put('alive')
+    p = Child()
+    p.start()
+    assert result.get(10) == 'alive'
+    assert p.join(10) == 0
