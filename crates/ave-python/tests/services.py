@@ -129,5 +129,15 @@ class MockControl(Control):
         self.proxee = RemoteControl(('', port), authkey, 5)
         return self.proxee.sync_ping()
 
+    def joined_process(self, pid, exit):
+        self.write(['joined', pid, exit])
+
+    @Control.rpc
+    def defer(self, argv):
+        import subprocess
+        child = subprocess.Popen(argv)
+        self.join_later(child)
+        return child.pid
+
     def not_an_rpc(self):
         return 'hidden'

@@ -201,3 +201,9 @@ def test_run_in_process_then_fork_is_refused_while_serving():
     control.run()
     t.join()
     assert errors == []
+
+
+def test_join_later_reaps_in_the_loop_and_calls_joined_process(server):
+    s = server()
+    pid = s.client().defer(['sh', '-c', 'exit 3'])
+    s.wait_for(['joined', pid, 3 << 8])

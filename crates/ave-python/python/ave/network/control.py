@@ -237,8 +237,14 @@ class Control(Process):
 
     def join_later(self, proc):
         """Defer joining of the process to the main loop; :meth:`joined_process` is called
-        when it terminates."""
-        if not isinstance(proc, Process):
+        when it terminates. *proc* is a started ``Process``, or any object with the ``pid``
+        of a child (e.g. a ``subprocess.Popen``).
+
+        .. note:: While the server runs, this process has a second thread (the server's),
+            so ``Process.start()`` refuses to fork here (``ForkRefused``): start processes
+            before :meth:`run`, or spawn programs (``subprocess``, ``ave.cmd.run_bg``).
+        """
+        if not isinstance(proc, Process) and not isinstance(getattr(proc, 'pid', None), int):
             raise Exception('not a Process or subclass: %s' % (proc,))
         if proc is self:
             raise Exception('cannot defer join of self')
