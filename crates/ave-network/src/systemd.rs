@@ -13,7 +13,9 @@
 //!   [`inherited_listener`] picks the listening TCP socket among them, for
 //!   [`ControlBuilder::listener`](crate::ControlBuilder::listener).
 //! - [`supervise`] keeps a `STATUS=` line current (`serving N connections on ADDR`) and
-//!   sends `WATCHDOG=1` while a [`Control`](crate::Control) runs.
+//!   sends `WATCHDOG=1` while a [`Control`] runs.
+//! - [`run_notified`] does all of it for one `Control`: `FDSTORE=1` of a listener it bound
+//!   itself, `READY=1`, the status and watchdog task, and `STOPPING=1` when it stops.
 //!
 //! Nothing here needs systemd to be present: without the variables every function does
 //! nothing (or returns `None`), so a service can call them unconditionally.
@@ -57,7 +59,7 @@ use nix::sys::socket::{
     AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, sendmsg, socket,
 };
 
-use crate::{ControlHandle, Error, sys::systemd as sys};
+use crate::{Control, ControlHandle, Error, Stopped, sys::systemd as sys};
 
 /// The variables of socket activation, unset once the descriptors are taken.
 const LISTEN_VARS: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
@@ -368,6 +370,51 @@ pub fn supervise(notifier: Arc<Notifier>, handle: ControlHandle) -> tokio::task:
     })
 }
 
+/// Runs `control` to its end, keeping the service manager informed through `notifier`:
+/// stores the listener with `FDSTORE=1` (`FDNAME=<store_name>`) unless `store_name` is
+/// `None` (pass `None` for a listener from [`inherited_listener`], which the manager already
+/// holds), sends `READY=1` with the first status line, runs [`supervise`] meanwhile, and
+/// sends `STOPPING=1` with the reason when the control stops (nothing after
+/// [`Stopped::Replaced`]: the successor speaks for the unit). Without a notifier it only
+/// runs the control. Notification failures are logged, never fatal.
+///
+/// # Errors
+///
+/// As [`Control::run`].
+pub async fn run_notified(
+    control: Control,
+    notifier: Option<Arc<Notifier>>,
+    store_name: Option<&str>,
+) -> Result<Stopped, Error> {
+    let Some(notifier) = notifier else {
+        return control.run().await;
+    };
+    if let (Some(name), Some(fd)) = (store_name, control.listener_fd()) {
+        if let Err(e) = notifier.store_fds(name, &[fd]) {
+            tracing::warn!(error = %e, "cannot store the listener with the service manager");
+        }
+    }
+    let handle = control.handle();
+    if let Err(e) = notifier.notify(&format!("READY=1\nSTATUS={}", serving_status(&handle))) {
+        tracing::warn!(error = %e, "cannot send READY=1");
+    }
+    let task = supervise(notifier.clone(), handle);
+    let stopped = control.run().await;
+    task.abort();
+    let why = match &stopped {
+        Ok(Stopped::Replaced) => return stopped,
+        Ok(Stopped::Stop) => "stop() was called".to_owned(),
+        Ok(Stopped::Signal(n)) => format!("signal {n}"),
+        Ok(Stopped::Exit(_)) => "a call raised Exit".to_owned(),
+        Ok(other) => format!("{other:?}"),
+        Err(e) => format!("error: {e}"),
+    };
+    if let Err(e) = notifier.stopping(&format!("stopped: {why}")) {
+        tracing::warn!(error = %e, "cannot send STOPPING=1");
+    }
+    stopped
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::net::UnixDatagram;
@@ -444,6 +491,44 @@ mod tests {
         let mut got = [0u8; 1];
         a.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"x");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    // The manager's reads block: the control runs on another worker.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_notified_stores_readies_and_stops() {
+        let dir = std::env::temp_dir().join(format!("ave-run-notified-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify");
+        let _ = std::fs::remove_file(&path);
+        let manager = crate::fdtx::FdTx::from_stream(std::os::unix::net::UnixStream::from(
+            OwnedFd::from(UnixDatagram::bind(&path).unwrap()),
+        ));
+        manager.set_timeout(Some(Duration::from_secs(20))).unwrap();
+        let control = Control::builder(crate::Service::builder("t").build())
+            .bind("127.0.0.1:0".parse().unwrap())
+            .build()
+            .unwrap();
+        let (addr, handle) = (control.local_addr().unwrap(), control.handle());
+        let notifier = Arc::new(Notifier::connect(&path).unwrap());
+        let run = tokio::spawn(run_notified(control, Some(notifier), Some("listener")));
+        let stored = manager.get(256, 4).unwrap();
+        assert_eq!(stored.bytes, b"FDSTORE=1\nFDNAME=listener");
+        let [fd]: [OwnedFd; 1] = stored.fds.try_into().unwrap();
+        // The stored descriptor is the listener itself.
+        assert_eq!(TcpListener::from(fd).local_addr().unwrap(), addr);
+        let ready = manager.get(256, 0).unwrap();
+        assert_eq!(
+            String::from_utf8(ready.bytes).unwrap(),
+            format!("READY=1\nSTATUS=serving 0 connections on {addr}")
+        );
+        handle.stop();
+        assert_eq!(run.await.unwrap().unwrap(), Stopped::Stop);
+        let mut last = String::new();
+        while !last.starts_with("STOPPING=1") {
+            last = String::from_utf8(manager.get(256, 0).unwrap().bytes).unwrap();
+        }
+        assert_eq!(last, "STOPPING=1\nSTATUS=stopped: stop() was called");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
