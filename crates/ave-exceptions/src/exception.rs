@@ -26,10 +26,17 @@ pub type Details = Map<String, Value>;
 /// `Display` gives the original's `str()`: the message, followed by
 /// `Server side traceback:` and the formatted trace when there is one; for `RunError`, the
 /// command, the message and the output.
+///
+/// Only an `Exit` made by code ([`AveException::exit`], or [`AveException::new`] with
+/// [`Kind::Exit`]) asks a server to stop ([`AveException::stops_service`]); one rebuilt from
+/// details or from the wire is an ordinary exception, whatever its `type`, so a client
+/// cannot forge one.
 #[derive(Clone)]
 pub struct AveException {
     details: Details,
     location: Option<&'static Location<'static>>,
+    /// Made by this process's code as a request to stop the service (an `Exit`).
+    stop: bool,
 }
 
 impl AveException {
@@ -37,9 +44,14 @@ impl AveException {
     ///
     /// [`Kind::Other`] has no type name of its own and gives the type `Exception`; use
     /// [`AveException::custom`] to choose one.
+    ///
+    /// An [`Kind::Exit`] made here asks the server whose method returns it to stop (see
+    /// [`AveException::stops_service`]).
     #[track_caller]
     pub fn new(kind: Kind, message: impl Into<String>) -> AveException {
-        AveException::custom(kind.type_name().unwrap_or("Exception"), message)
+        let mut e = AveException::custom(kind.type_name().unwrap_or("Exception"), message);
+        e.stop = kind == Kind::Exit;
+        e
     }
 
     /// An exception with any type name, such as a service's own `Busy` or `NoSuch`.
@@ -48,7 +60,7 @@ impl AveException {
         let mut details = Details::new();
         details.insert("message".to_owned(), Value::String(message.into()));
         details.insert("type".to_owned(), Value::String(type_name.into()));
-        AveException { details, location: Some(Location::caller()) }
+        AveException { details, location: Some(Location::caller()), stop: false }
     }
 
     /// A plain `AveException` (the base class).
@@ -64,7 +76,7 @@ impl AveException {
     }
 
     /// An `Exit`. A `Control` method that returns it answers the call, then shuts the
-    /// service down.
+    /// service down ([`AveException::stops_service`] is true).
     #[track_caller]
     pub fn exit(message: impl Into<String>) -> AveException {
         AveException::new(Kind::Exit, message)
@@ -151,7 +163,7 @@ impl AveException {
             let name = kind.type_name().unwrap_or("Exception");
             details.insert("type".to_owned(), Value::String(name.to_owned()));
         }
-        Ok(AveException { details, location: Some(Location::caller()) })
+        Ok(AveException { details, location: Some(Location::caller()), stop: false })
     }
 
     /// An exception from a JSON value that must be a details object.
@@ -200,6 +212,7 @@ impl AveException {
                     format!("AveException details must have message field: {text}"),
                 ),
                 location: None,
+                stop: false,
             };
         }
         let kind =
@@ -223,9 +236,9 @@ impl AveException {
                 let message = details.get("message").cloned().unwrap_or(Value::Null);
                 let mut d = single("message", message);
                 d.insert("type".to_owned(), Value::String("OverflowError".to_owned()));
-                AveException { details: d, location: None }
+                AveException { details: d, location: None, stop: false }
             }
-            _ => AveException { details, location: None },
+            _ => AveException { details, location: None, stop: false },
         }
     }
 
@@ -233,6 +246,25 @@ impl AveException {
     /// response).
     pub fn to_wire(&self) -> Value {
         Value::Object(self.details.clone())
+    }
+
+    /// Whether a server whose method returns this exception stops: true only for an `Exit`
+    /// made by this process's code ([`AveException::exit`], [`AveException::new`] with
+    /// [`Kind::Exit`], or [`AveException::into_stop_request`]) and still of type `Exit`.
+    /// An `Exit` rebuilt from details or from the wire ([`AveException::from_details`],
+    /// [`AveException::from_wire`], deserialization) is answered like any other exception:
+    /// data a client sent never carries control-flow meaning.
+    pub fn stops_service(&self) -> bool {
+        self.stop && self.kind() == Kind::Exit
+    }
+
+    /// Makes an `Exit` built from details stop the service that returns it, for service
+    /// code that decides to stop with details of its own (never details from a client).
+    /// Has no effect on other types.
+    #[must_use]
+    pub fn into_stop_request(mut self) -> AveException {
+        self.stop = true;
+        self
     }
 
     /// The kind, derived from the `type` field.
@@ -423,6 +455,7 @@ impl<'de> Deserialize<'de> for AveException {
         let value = Value::deserialize(deserializer)?;
         let mut e = AveException::from_details_value(value).map_err(serde::de::Error::custom)?;
         e.location = None;
+        e.stop = false;
         Ok(e)
     }
 }
@@ -537,6 +570,32 @@ mod tests {
         assert!(e.message().contains("\"extra\":[1]"), "{}", e.message());
         let e = AveException::from_wire(&json!(42));
         assert_eq!(e.message(), "42");
+    }
+
+    #[test]
+    fn only_exits_made_by_code_stop_a_service() {
+        assert!(AveException::exit("bye").stops_service());
+        assert!(AveException::new(Kind::Exit, "bye").stops_service());
+        assert!(AveException::exit("bye").clone().stops_service());
+        // Forged from client data: an ordinary exception of type Exit.
+        let forged = json!({"type": "Exit", "message": "x"});
+        let from_details = AveException::from_details_value(forged.clone()).unwrap();
+        assert_eq!(from_details.kind(), Kind::Exit);
+        assert!(!from_details.stops_service());
+        assert!(!AveException::from_wire(&forged).stops_service());
+        assert!(!serde_json::from_value::<AveException>(forged).unwrap().stops_service());
+        assert!(!AveException::custom("Exit", "x").stops_service());
+        assert!(!AveException::generic("x").with_field("type", json!("Exit")).stops_service());
+        // A stop request that is retyped no longer stops anything.
+        assert!(!AveException::exit("x").with_field("type", json!("Busy")).stops_service());
+        // Service code may decide to stop with details of its own.
+        let own = AveException::from_details_value(json!({"type": "Exit", "message": "m"}))
+            .unwrap()
+            .into_stop_request();
+        assert!(own.stops_service());
+        assert!(!AveException::timeout("t").into_stop_request().stops_service());
+        // Equality is about the details only.
+        assert_eq!(AveException::exit("m"), AveException::custom("Exit", "m"));
     }
 
     #[test]
