@@ -5,7 +5,7 @@
 //! Tasks:
 //!
 //! - `ci`: everything CI checks, in order, stopping at the first failure: `fmt --check`,
-//!   `tidy`, `lint`, `test`, `examples`, `docs`, `python`, `dist` (the package from the debug
+//!   `tidy`, `lint`, `test`, `examples`, `fuzz replay`, `docs`, `python`, `dist` (the package from the debug
 //!   binary, listed, unpacked and run).
 //! - `fmt [--check]`: rustfmt over the workspace.
 //! - `lint`: clippy on all targets with warnings as errors.
@@ -17,6 +17,8 @@
 //!   in release mode, then one table of their results against the peers they ran beside;
 //!   fails when a result misses its target.
 //! - `examples`: runs every example program of the crates (each ends by itself).
+//! - `fuzz TARGET [--secs N] | --list | replay`: the fuzz targets of `fuzz/` (see
+//!   `fuzz.rs`); `replay` runs every target's corpus on stable.
 //! - `stress [ARGS...]`: the original's stress scenario, at full size (bounded in time).
 //! - `tidy`: project rules that no compiler checks (see `tidy.rs`).
 //! - `python [PYTEST ARGS...]`: the Python package built with pip into a virtual
@@ -31,6 +33,7 @@
 mod bench;
 mod dist;
 mod examples;
+mod fuzz;
 mod python;
 mod tidy;
 
@@ -85,6 +88,7 @@ fn run(args: &[String]) -> Result {
         "stress" => stress(rest),
         "examples" => examples::run(&root),
         "dist" => dist::run(rest),
+        "fuzz" => fuzz::run(&root, rest),
         "tidy" => tidy::run(&root),
         "python" => python::run(&root, &target_dir(), rest),
         "help" | "-h" | "--help" => {
@@ -99,13 +103,15 @@ fn print_help() {
     println!(
         "cargo xtask <task>\n\n\
          tasks:\n  \
-         ci              fmt --check, tidy, lint, test, examples, docs, python, dist\n  \
+         ci              fmt --check, tidy, lint, test, examples, fuzz replay, docs, python, dist\n  \
          fmt [--check]   format the workspace\n  \
          lint            clippy on all targets, warnings as errors\n  \
          test [ARGS]     tests (nextest if installed) and doctests\n  \
          docs [--open]   build the docs site\n  \
          bench [FILTER]  run the benchmarks and print one table\n  \
          examples        run every example program of the crates\n  \
+         fuzz TARGET [--secs N] | --list | replay\n                  \
+         run a fuzz target (nightly) or replay every corpus\n  \
          stress [ARGS]   the original's stress scenario at full size\n  \
          tidy            project rules no compiler checks\n  \
          python [ARGS]   build the Python package and run its pytest suite\n  \
@@ -123,7 +129,7 @@ fn task_help(task: &str) -> Option<&'static str> {
     Some(match task {
         "ci" => {
             "ci\n\neverything CI checks, in order, stopping at the first failure: fmt --check, \
-                 tidy, lint, test, examples, docs, python, dist (the package checked)"
+                 tidy, lint, test, examples, fuzz replay, docs, python, dist (the package checked)"
         }
         "fmt" => "fmt [--check]\n\nrustfmt over the workspace; --check only reports",
         "lint" => "lint\n\nclippy on all targets and features, warnings as errors",
@@ -148,6 +154,11 @@ fn task_help(task: &str) -> Option<&'static str> {
             "examples\n\nruns every example of the crates (crates/*/examples), each of which \
                        ends by itself; fails at the first that does not exit 0"
         }
+        "fuzz" => {
+            "fuzz TARGET [--secs N] | --list | replay\n\nruns libFuzzer on one target of fuzz/ \
+                   for N seconds (default 60; needs nightly and cargo-fuzz, and says so), lists \
+                   the targets, or replays every target's checked-in corpus on stable"
+        }
         "tidy" => "tidy\n\nproject rules that no compiler checks (see xtask/src/tidy.rs)",
         "python" => {
             "python [PYTEST ARGS...]\n\nthe Python package (crates/ave-python) installed with \
@@ -168,12 +179,13 @@ fn task_help(task: &str) -> Option<&'static str> {
 type Step = (&'static str, fn() -> Result);
 
 fn ci() -> Result {
-    let steps: [Step; 8] = [
+    let steps: [Step; 9] = [
         ("fmt", || fmt(true)),
         ("tidy", || tidy::run(&project_root())),
         ("lint", lint),
         ("test", || test(&[])),
         ("examples", || examples::run(&project_root())),
+        ("fuzz", fuzz::replay),
         ("docs", || docs(false)),
         ("python", || python::run(&project_root(), &target_dir(), &[])),
         ("dist", dist::check),
