@@ -379,6 +379,19 @@ impl Connection {
         self.written < self.output.len()
     }
 
+    /// How many queued bytes are waiting to be written.
+    pub fn pending_output(&self) -> usize {
+        self.output.len() - self.written
+    }
+
+    /// Takes back the last queued bytes so that `pending` remain (a frame queued and then
+    /// refused); no-op if fewer are pending.
+    pub(crate) fn truncate_output(&mut self, pending: usize) {
+        if pending < self.pending_output() {
+            self.output.truncate(self.written + pending);
+        }
+    }
+
     /// Writes everything queued. Cancellation-safe: what was written stays written and the
     /// rest stays queued.
     ///

@@ -17,6 +17,7 @@ pub(crate) mod dispatch;
 mod handle;
 pub(crate) mod hickup;
 mod into_process;
+pub(crate) mod limits;
 pub(crate) mod service;
 pub(crate) mod session;
 pub(crate) mod shared;
@@ -26,6 +27,11 @@ mod wake;
 pub use crate::control::{
     builder::ControlBuilder,
     handle::ControlHandle,
+    limits::{
+        DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTION_OUTPUT, DEFAULT_MAX_CONNECTIONS,
+        DEFAULT_MAX_DEPTH, DEFAULT_MAX_ECHO, DEFAULT_MAX_HANDSHAKE_FRAME, DEFAULT_MAX_SLEEP,
+        DEFAULT_MAX_TEXT, DEFAULT_MAX_TOTAL_OUTPUT, Limits,
+    },
     service::{
         Context, LIST_METHODS, MethodInfo, Params, RawArgs, RpcResult, Service, ServiceBuilder,
         params, type_error,
@@ -55,15 +61,8 @@ use crate::{
     Address, Connection, ConnectionParts, Error,
     connection::LOCALHOST,
     control::session::Phase,
-    frame::DEFAULT_MAX_FRAME,
     handshake::{DigestPolicy, Keys},
 };
-
-/// The default limit on concurrent connections.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
-
-/// The default time a client has to answer the challenge.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The default bound on a shutdown: finishing calls in progress, delivering the last
 /// replies and exit messages.
@@ -194,9 +193,7 @@ impl Control {
                 name,
                 digest: DigestPolicy::Md5,
                 interval: None,
-                max_frame: DEFAULT_MAX_FRAME,
-                handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-                max_connections: DEFAULT_MAX_CONNECTIONS,
+                limits: Limits::default(),
                 linger: DEFAULT_LINGER,
                 handle_signals: false,
                 home: None,
@@ -277,7 +274,7 @@ impl Control {
             None => None,
         };
         let mut reaper = shared.reaper.driver();
-        let permits = Arc::new(Semaphore::new(shared.config.max_connections));
+        let permits = Arc::new(Semaphore::new(shared.config.limits.max_connections));
         let mut tasks = JoinSet::new();
         let interval = shared.config.interval;
         let mut idle_at = interval.map(|i| Instant::now() + i);
@@ -345,7 +342,7 @@ impl Control {
                             shared.activity.fetch_add(1, Ordering::Relaxed);
                             match Connection::from_tokio(stream) {
                                 Ok(mut io) => {
-                                    io.set_max_frame(shared.config.max_frame);
+                                    io.set_max_frame(shared.config.limits.max_frame);
                                     let conn = shared.new_conn(Address::from(peer), None);
                                     let task = session::Session::new(shared.clone(), conn, io, Some(permit));
                                     tasks.spawn(task.run(Phase::Greeting));
@@ -452,7 +449,7 @@ fn spawn_adopted(
     };
     match io {
         Ok(mut io) => {
-            io.set_max_frame(shared.config.max_frame);
+            io.set_max_frame(shared.config.limits.max_frame);
             let task = session::Session::new(shared.clone(), adoption.conn, io, permit);
             tasks.spawn(task.run(adoption.phase));
         }

@@ -88,9 +88,11 @@ pub use crate::{
     },
     control::{
         ConnectionId, ConnectionInfo, ConnectionPhase, Context, Control, ControlBuilder,
-        ControlHandle, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_CONNECTIONS,
-        DetachedConnection, MIN_INTERVAL, Params, RawArgs, RpcResult, Service, ServiceBuilder,
-        Stopped, params, type_error,
+        ControlHandle, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_CONNECTION_OUTPUT,
+        DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_DEPTH, DEFAULT_MAX_ECHO, DEFAULT_MAX_HANDSHAKE_FRAME,
+        DEFAULT_MAX_SLEEP, DEFAULT_MAX_TEXT, DEFAULT_MAX_TOTAL_OUTPUT, DetachedConnection, Limits,
+        MIN_INTERVAL, Params, RawArgs, RpcResult, Service, ServiceBuilder, Stopped, params,
+        type_error,
     },
     error::Error,
     process::{

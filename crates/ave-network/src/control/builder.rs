@@ -13,7 +13,7 @@ use std::{
 
 use tokio::sync::{mpsc, watch};
 
-use crate::control::{Config, Control, MIN_INTERVAL, Shared};
+use crate::control::{Config, Control, Limits, MIN_INTERVAL, Shared};
 use crate::{
     Error,
     control::service::Service,
@@ -110,11 +110,29 @@ impl ControlBuilder {
         self
     }
 
-    /// The largest request frame accepted (default 64 MiB). A larger header gets the
-    /// original's "invalid RPC" answer and a disconnect.
+    /// Every bound at once (see [`Limits`] and `ave::guide::limits`); the setters below
+    /// change one each.
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> ControlBuilder {
+        self.config.limits = limits;
+        self.config.limits.max_connections = limits.max_connections.max(1);
+        self
+    }
+
+    /// The largest frame after the handshake, requests and replies (default 64 MiB). A
+    /// larger request header gets the original's "invalid RPC" answer and a disconnect; a
+    /// larger reply is replaced by an exception that says so.
     #[must_use]
     pub fn max_frame(mut self, max: usize) -> ControlBuilder {
-        self.config.max_frame = max;
+        self.config.limits.max_frame = max;
+        self
+    }
+
+    /// The largest frame before the handshake is over (default 32 bytes, the longest valid
+    /// answer to the challenge); a larger one closes the connection at once.
+    #[must_use]
+    pub fn max_handshake_frame(mut self, max: usize) -> ControlBuilder {
+        self.config.limits.max_handshake_frame = max;
         self
     }
 
@@ -122,15 +140,62 @@ impl ControlBuilder {
     /// is closed.
     #[must_use]
     pub fn handshake_timeout(mut self, timeout: Duration) -> ControlBuilder {
-        self.config.handshake_timeout = timeout;
+        self.config.limits.handshake_timeout = timeout;
         self
     }
 
-    /// At most this many connections at once (default 16,384). Beyond it the server stops
-    /// accepting (new clients wait in the kernel's backlog) until a connection ends.
+    /// At most this many connections at once (default 16,384). At the cap (or when the
+    /// process runs out of descriptors) the longest-idle connection without an identity is
+    /// closed to make room; if every connection has an identity, new clients wait in the
+    /// kernel's backlog until one ends.
     #[must_use]
     pub fn max_connections(mut self, max: usize) -> ControlBuilder {
-        self.config.max_connections = max.max(1);
+        self.config.limits.max_connections = max.max(1);
+        self
+    }
+
+    /// How many bytes of a malformed request its error reply echoes (default 256).
+    #[must_use]
+    pub fn max_echo(mut self, max: usize) -> ControlBuilder {
+        self.config.limits.max_echo = max;
+        self
+    }
+
+    /// Unsent reply bytes one connection may hold before its next request waits for the
+    /// client to read (default 1 MiB).
+    #[must_use]
+    pub fn max_connection_output(mut self, max: usize) -> ControlBuilder {
+        self.config.limits.max_connection_output = max;
+        self
+    }
+
+    /// Unsent reply bytes all connections may hold together (default 256 MiB); beyond it
+    /// replies larger than 4 KiB are replaced by an exception that says so.
+    #[must_use]
+    pub fn max_total_output(mut self, max: usize) -> ControlBuilder {
+        self.config.limits.max_total_output = max;
+        self
+    }
+
+    /// The deepest structure a method builds for a client (default 1000); methods read it
+    /// with [`ControlHandle::limits`](crate::ControlHandle::limits).
+    #[must_use]
+    pub fn max_depth(mut self, max: u32) -> ControlBuilder {
+        self.config.limits.max_depth = max;
+        self
+    }
+
+    /// The longest wait a method does for a client (default 1 hour).
+    #[must_use]
+    pub fn max_sleep(mut self, max: Duration) -> ControlBuilder {
+        self.config.limits.max_sleep = max;
+        self
+    }
+
+    /// The longest text, in bytes, a method transforms for a client (default 1 MiB).
+    #[must_use]
+    pub fn max_text(mut self, max: usize) -> ControlBuilder {
+        self.config.limits.max_text = max;
         self
     }
 
@@ -193,6 +258,7 @@ impl ControlBuilder {
             commands,
             shutdown,
             activity: AtomicU64::new(0),
+            buffered_output: std::sync::atomic::AtomicUsize::new(0),
             local_addr: Mutex::new(local_addr),
             listening: AtomicBool::new(listener.is_some()),
             reaper: crate::control::defjoin::Reaper::new(),

@@ -63,15 +63,17 @@ fn contains(value: &Value, key: &str) -> Result<bool, String> {
     }
 }
 
-/// Validates one request frame from a connection whose identity is `identity`.
+/// Validates one request frame from a connection whose identity is `identity`. Texts
+/// that echo what the client sent keep at most `max_echo` bytes of it (see [`capped`]).
 pub(crate) fn prepare<'s>(
     payload: &[u8],
     service: &'s Service,
     keys: &Keys,
     identity: Option<&str>,
+    max_echo: usize,
 ) -> Request<'s> {
     prepare_well_formed(payload, service, keys, identity)
-        .unwrap_or_else(|| prepare_tree(payload, service, keys, identity))
+        .unwrap_or_else(|| prepare_tree(payload, service, keys, identity, max_echo))
 }
 
 /// The general path: the whole request as a tree, checked step by step in the original's
@@ -81,13 +83,40 @@ fn prepare_tree<'s>(
     service: &'s Service,
     keys: &Keys,
     identity: Option<&str>,
+    max_echo: usize,
 ) -> Request<'s> {
     let Ok(request) = json::parse(payload) else {
-        let text = format!("malformed JSON: {}", json::lossy(payload));
+        let shown = &payload[..payload.len().min(max_echo)];
+        let mut text = format!("malformed JSON: {}", json::lossy(shown));
+        if shown.len() < payload.len() {
+            text.push_str(&format!("... ({} bytes)", payload.len()));
+        }
         return Request { one_way: false, prepared: refuse(text) };
     };
     let one_way = matches!(request.get("async"), Some(Value::Bool(true)));
-    Request { one_way, prepared: validate(request, service, keys, identity) }
+    let prepared = match validate(request, service, keys, identity) {
+        Prepared::Refuse(Value::String(text)) => {
+            Prepared::Refuse(Value::String(capped(text, max_echo)))
+        }
+        other => other,
+    };
+    Request { one_way, prepared }
+}
+
+/// A validation text cut after `max_echo` bytes of what follows its fixed part (`no such
+/// RPC: `, `not an RPC: `, ...), at a character boundary, with the full length said: a
+/// short prefix is enough to diagnose, and the reply stays small whatever was sent.
+pub(crate) fn capped(text: String, max_echo: usize) -> String {
+    let fixed = text.find(": ").map_or(0, |at| at + 2);
+    let limit = fixed.saturating_add(max_echo);
+    if text.len() <= limit {
+        return text;
+    }
+    let mut cut = limit;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}... ({} bytes)", &text[..cut], text.len() - fixed)
 }
 
 /// The fast path: a request that is one standard JSON object with a string `method`,
@@ -352,7 +381,7 @@ mod tests {
     fn refused(payload: &str, identity: Option<&str>) -> Value {
         let service = service();
         let keys = Keys::new(Some("k")).with_account("admin", Some("a"));
-        match prepare(payload.as_bytes(), &service, &keys, identity).prepared {
+        match prepare(payload.as_bytes(), &service, &keys, identity, 256).prepared {
             Prepared::Refuse(v) => v,
             Prepared::Invoke { .. } => panic!("{payload} was accepted"),
         }
@@ -419,6 +448,20 @@ mod tests {
     }
 
     #[test]
+    fn echoes_are_capped() {
+        let big = "x".repeat(10_000);
+        let text = refused(&format!("{{{big}"), None);
+        assert_eq!(text, json!(format!("malformed JSON: {{{}... (10001 bytes)", &big[..255])));
+        let method = "\u{e5}".repeat(1000);
+        let text = refused(&format!(r#"{{"method": "{method}", "params": {{}}}}"#), None);
+        let text = text.as_str().unwrap();
+        assert!(text.starts_with("no such RPC: \u{e5}\u{e5}"), "{text}");
+        assert!(text.ends_with("... (2000 bytes)"), "{text}");
+        assert!(text.len() <= "no such RPC: ".len() + 256 + 20, "{}", text.len());
+        assert_eq!(capped("no such RPC: short".to_owned(), 256), "no such RPC: short");
+    }
+
+    #[test]
     fn odd_request_shapes() {
         assert_eq!(refused("[1, 2]", None), json!("the \"method\" attribute is missing"));
         assert_eq!(refused("5", None), json!("argument of type 'int' is not iterable"));
@@ -443,6 +486,7 @@ mod tests {
             &service,
             &keys,
             None,
+            256,
         );
         assert!(req.one_way);
         match req.prepared {
@@ -458,6 +502,7 @@ mod tests {
             &service,
             &keys,
             Some("a"),
+            256,
         );
         assert!(matches!(req.prepared, Prepared::Invoke { .. }));
         assert!(!req.one_way);
@@ -517,11 +562,12 @@ mod tests {
             for identity in [None, Some(""), Some("k"), Some("a")] {
                 let quick = prepare_well_formed(payload.as_bytes(), &service, &keys, identity);
                 assert_eq!(quick.is_some(), takes_fast_path, "{payload}");
-                let tree = outcome(prepare_tree(payload.as_bytes(), &service, &keys, identity));
+                let tree =
+                    outcome(prepare_tree(payload.as_bytes(), &service, &keys, identity, 256));
                 if let Some(quick) = quick {
                     assert_eq!(outcome(quick), tree, "{payload} as {identity:?}");
                 }
-                let both = outcome(prepare(payload.as_bytes(), &service, &keys, identity));
+                let both = outcome(prepare(payload.as_bytes(), &service, &keys, identity, 256));
                 assert_eq!(both, tree, "{payload} as {identity:?}");
             }
         }

@@ -96,6 +96,12 @@ impl ControlHandle {
         *lock(&self.shared.local_addr)
     }
 
+    /// The bounds the server enforces ([`ControlBuilder::limits`](crate::ControlBuilder::limits)):
+    /// methods that do work sized by a client read theirs here.
+    pub fn limits(&self) -> &crate::control::Limits {
+        &self.shared.config.limits
+    }
+
     /// The key table.
     pub fn keys(&self) -> &Keys {
         &self.shared.keys

@@ -1,21 +1,26 @@
 //! The task that serves one connection of a `Control`: the handshake, then requests one
 //! at a time, then the one teardown path every ending goes through.
 
-use std::{panic::AssertUnwindSafe, sync::Arc, task::Poll};
+use std::{
+    panic::AssertUnwindSafe,
+    sync::{Arc, atomic::Ordering},
+    task::Poll,
+};
 
-use ave_exceptions::{AveException, Kind};
+use ave_exceptions::AveException;
 use serde_json::{Value, json};
 use tokio::{sync::OwnedSemaphorePermit, time::Instant};
 
 use crate::{
     Connection, Error,
     control::dispatch::{self, Prepared, Request},
+    control::limits::SMALL_REPLY,
     control::service::{CatchPanic, Context, RpcResult},
     control::{
         Command, ConnShared, ConnectionInfo, ConnectionPhase, ControlHandle, DetachedConnection,
         Shared, ShutdownSignal,
     },
-    handshake,
+    frame, handshake,
 };
 
 /// Where a connection task starts.
@@ -47,6 +52,8 @@ pub(crate) struct Session {
     shutdown: tokio::sync::watch::Receiver<Option<ShutdownSignal>>,
     phase: Phase,
     exit_sent: bool,
+    /// This connection's share of [`Shared::buffered_output`].
+    accounted: usize,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -65,6 +72,7 @@ impl Session {
             shutdown,
             phase: Phase::Greeting,
             exit_sent: false,
+            accounted: 0,
             _permit: permit,
         }
     }
@@ -112,7 +120,11 @@ impl Session {
 
     /// Sends the challenge, checks the answer, sends the verdict.
     async fn handshake(&mut self, challenge: &[u8]) -> Result<(), End> {
-        let deadline = Instant::now() + self.shared.config.handshake_timeout;
+        let limits = self.shared.config.limits;
+        let deadline = Instant::now() + limits.handshake_timeout;
+        // No valid answer is longer than a digest: a bigger frame closes the connection
+        // before its payload is read, whatever the frame limit after the handshake.
+        self.io.set_max_frame(limits.max_handshake_frame);
         let identity = loop {
             if self.shutting_down() {
                 return Err(End::Shutdown);
@@ -149,6 +161,7 @@ impl Session {
                 }
             }
         };
+        self.io.set_max_frame(limits.max_frame);
         self.shared.note_activity();
         let authenticated = identity.is_some();
         self.conn.set_identity(identity);
@@ -180,7 +193,10 @@ impl Session {
             }
             // The request borrows its method from the service.
             let shared = self.shared.clone();
-            let request = match self.io.next_frame() {
+            // A client that does not read its replies gets no more served until it does.
+            let room = self.io.pending_output() < shared.config.limits.max_connection_output;
+            let frame = if room { self.io.next_frame() } else { Ok(None) };
+            let request = match frame {
                 Ok(Some(frame)) => {
                     let identity = self.conn.identity_ref();
                     Some(dispatch::prepare(
@@ -188,6 +204,7 @@ impl Session {
                         &shared.service,
                         &shared.keys,
                         identity.as_deref(),
+                        shared.config.limits.max_echo,
                     ))
                 }
                 Ok(None) => None,
@@ -212,6 +229,7 @@ impl Session {
                 if io.has_pending_output() { io.poll_flush(cx) } else { io.poll_fill(cx) }
             })
             .await;
+            self.account();
             if let Err(e) = waited {
                 return End::Lost(Some(e));
             }
@@ -240,19 +258,60 @@ impl Session {
             }
         };
         if let Some(reply) = reply {
-            let queued = match &reply {
-                Reply::Result(value) => self.io.queue_reply("result", value),
-                Reply::Exception(value) => self.io.queue_reply("exception", value),
-            };
-            if let Err(e) = queued {
-                let e = AveException::custom(
-                    "Exception",
-                    format!("INTERNAL ERROR: cannot encode the reply: {e}"),
-                );
-                let _ = self.io.queue_reply("exception", &e.to_wire());
-            }
+            self.queue_bounded(&reply);
         }
         Ok(())
+    }
+
+    /// Queues a reply within the bounds: a reply larger than a frame, or one that would
+    /// take the server's buffered output beyond its budget, is replaced by an exception
+    /// that says so.
+    fn queue_bounded(&mut self, reply: &Reply) {
+        let limits = self.shared.config.limits;
+        let before = self.io.pending_output();
+        let queued = match reply {
+            Reply::Result(value) => self.io.queue_reply("result", value),
+            Reply::Exception(value) => self.io.queue_reply("exception", value),
+        };
+        let refusal = match queued {
+            Err(e) => Some(format!("INTERNAL ERROR: cannot encode the reply: {e}")),
+            Ok(()) => {
+                let size = self.io.pending_output() - before - frame::HEADER_LEN;
+                let total = self.shared.buffered_output.load(Ordering::Relaxed);
+                if size > limits.max_frame {
+                    Some(format!(
+                        "the reply of {size} bytes is above the frame limit of {}",
+                        limits.max_frame
+                    ))
+                } else if size > SMALL_REPLY && total.saturating_add(size) > limits.max_total_output
+                {
+                    tracing::warn!(conn = %self.conn.id, size, total, "output budget spent; a reply is refused");
+                    Some(format!(
+                        "the server holds {total} bytes of replies that clients have not read; \
+                         the reply of {size} bytes is refused"
+                    ))
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(text) = refusal {
+            self.io.truncate_output(before);
+            let e = AveException::custom("Exception", text);
+            let _ = self.io.queue_reply("exception", &e.to_wire());
+        }
+        self.account();
+    }
+
+    /// Brings this connection's share of the server's buffered output up to date.
+    fn account(&mut self) {
+        let now = self.io.pending_output();
+        if now > self.accounted {
+            self.shared.buffered_output.fetch_add(now - self.accounted, Ordering::Relaxed);
+        } else {
+            self.shared.buffered_output.fetch_sub(self.accounted - now, Ordering::Relaxed);
+        }
+        self.accounted = now;
     }
 
     /// Runs a method to completion; if the server starts shutting down meanwhile, gives
@@ -274,7 +333,9 @@ impl Session {
     fn answer(&mut self, method: &str, one_way: bool, result: RpcResult<Value>) -> Option<Reply> {
         match result {
             Ok(value) => (!one_way).then_some(Reply::Result(value)),
-            Err(e) if e.kind() == Kind::Exit => {
+            // Only the service's own Exit stops the server: one rebuilt from a client's data
+            // is answered like any other exception.
+            Err(e) if e.stops_service() => {
                 // Answered even for one-way calls, as the original; then the server stops.
                 self.exit_sent = true;
                 self.shared.send(Command::Exit(e.clone()));
@@ -314,6 +375,9 @@ impl Session {
 
     /// The one teardown path.
     async fn finish(mut self, end: End) {
+        // Whatever is still queued goes with the connection (closed or detached).
+        self.shared.buffered_output.fetch_sub(self.accounted, Ordering::Relaxed);
+        self.accounted = 0;
         if let End::Detach = end {
             self.detach();
             return;

@@ -124,9 +124,7 @@ pub(crate) struct Config {
     pub(crate) name: String,
     pub(crate) digest: DigestPolicy,
     pub(crate) interval: Option<Duration>,
-    pub(crate) max_frame: usize,
-    pub(crate) handshake_timeout: Duration,
-    pub(crate) max_connections: usize,
+    pub(crate) limits: crate::control::Limits,
     pub(crate) linger: Duration,
     pub(crate) handle_signals: bool,
     pub(crate) home: Option<std::path::PathBuf>,
@@ -142,6 +140,9 @@ pub(crate) struct Shared {
     pub(crate) commands: mpsc::UnboundedSender<Command>,
     pub(crate) shutdown: watch::Sender<Option<ShutdownSignal>>,
     pub(crate) activity: AtomicU64,
+    /// Reply bytes queued and not yet written, over every connection
+    /// ([`Limits::max_total_output`](crate::Limits::max_total_output)).
+    pub(crate) buffered_output: std::sync::atomic::AtomicUsize,
     pub(crate) local_addr: Mutex<Option<SocketAddr>>,
     pub(crate) listening: AtomicBool,
     /// The deferred joins ([`ControlHandle::join_later`](crate::ControlHandle::join_later)).
