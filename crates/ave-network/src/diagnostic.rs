@@ -19,6 +19,11 @@
 //! | `run_external(cmd)` | runs a command on a pty: `[status, output, ""]` |
 //! | `stop()` | stops the server (the reply is still delivered) |
 //! | `stop_listening()` | closes the listener; existing connections are served on |
+//!
+//! What a client sizes is bounded by the server's [`Limits`](crate::Limits): `depth` by
+//! `max_depth`, `seconds` by `max_sleep`, texts by `max_text` (a `ValueError` beyond).
+//! These are the original's rules for tests: `ave serve` adds its own policy (which
+//! methods need a key) on top.
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -27,7 +32,7 @@ use serde_json::Value;
 
 use crate::{
     ConnectionInfo, Error, RemoteControl, Stopped,
-    control::service::{Params, RpcResult, Service, ServiceBuilder, params},
+    control::service::{Context, Params, RpcResult, Service, ServiceBuilder, params},
 };
 
 /// What the diagnostic service reports, as the original's test server wrote to its pipe.
@@ -110,23 +115,35 @@ pub fn builder(options: Options) -> ServiceBuilder {
     let on_stop = emit;
     let proxee = options.proxee;
     Service::builder("diagnostic")
-        .rpc("sync_ping", Params::none().optional(["alt"]), |_, (alt,): (Option<Value>,)| async move {
-            Ok(match alt {
-                None | Some(Value::Null) => Value::from("pong"),
-                Some(alt) => alt,
-            })
-        })
+        .rpc(
+            "sync_ping",
+            Params::none().optional(["alt"]),
+            |_, (alt,): (Option<Value>,)| async move {
+                Ok(match alt {
+                    None | Some(Value::Null) => Value::from("pong"),
+                    Some(alt) => alt,
+                })
+            },
+        )
         .rpc("async_ping", none(), move |_, ()| {
             pong(Event::Pong);
             async { Ok(()) }
         })
-        .rpc("upper", params(["message"]), |_, (message,): (String,)| async move {
+        .rpc("upper", params(["message"]), |ctx, (message,): (String,)| async move {
+            check_text(&ctx, "message", message.len())?;
             Ok(message.to_uppercase())
         })
-        .rpc("sleep", params(["seconds"]), |_, (seconds,): (f64,)| async move {
+        .rpc("sleep", params(["seconds"]), |ctx, (seconds,): (f64,)| async move {
             let pause = Duration::try_from_secs_f64(seconds).map_err(|e| {
                 AveException::custom("ValueError", format!("cannot sleep {seconds} seconds: {e}"))
             })?;
+            let max = ctx.control().limits().max_sleep;
+            if pause > max {
+                return Err(AveException::custom(
+                    "ValueError",
+                    format!("cannot sleep {seconds} seconds: the limit is {} s", max.as_secs_f64()),
+                ));
+            }
             tokio::time::sleep(pause).await;
             Ok(())
         })
@@ -136,21 +153,39 @@ pub fn builder(options: Options) -> ServiceBuilder {
         .preauth(["admin", "root"])
         .rpc("auth_only", none(), |_, ()| async { Ok("secret") })
         .auth()
-        .rpc("raise_plain_exception", params(["message"]), |_, (message,): (Value,)| async move {
-            Err::<(), _>(AveException::custom("Exception", text_of(&message)))
+        .rpc("raise_plain_exception", params(["message"]), |ctx, (message,): (Value,)| async move {
+            let message = text_of(&message);
+            check_text(&ctx, "message", message.len())?;
+            Err::<(), _>(AveException::custom("Exception", message))
         })
         .rpc(
             "raise_ave_exception",
             params(["details"]).optional(["depth"]),
-            move |_, (details, depth): (Value, Option<u32>)| {
+            move |ctx, (details, depth): (Value, Option<u64>)| {
                 let proxee = proxee.clone();
-                async move { raise_ave_exception(proxee.as_deref(), details, depth.unwrap_or(0)).await }
+                async move {
+                    let depth = depth.unwrap_or(0);
+                    let max = ctx.control().limits().max_depth;
+                    let depth =
+                        u32::try_from(depth).ok().filter(|d| *d <= max).ok_or_else(|| {
+                            AveException::custom(
+                                "ValueError",
+                                format!("depth {depth} is above the limit of {max}"),
+                            )
+                        })?;
+                    raise_ave_exception(proxee.as_deref(), details, depth).await
+                }
             },
         )
-        .rpc("raise_exit", Params::none().optional(["msg"]), |_, (msg,): (Option<Value>,)| async move {
-            let msg = msg.map_or_else(|| "passed to client".to_owned(), |m| text_of(&m));
-            Err::<(), _>(AveException::exit(msg))
-        })
+        .rpc(
+            "raise_exit",
+            Params::none().optional(["msg"]),
+            |ctx, (msg,): (Option<Value>,)| async move {
+                let msg = msg.map_or_else(|| "passed to client".to_owned(), |m| text_of(&m));
+                check_text(&ctx, "msg", msg.len())?;
+                Err::<(), _>(AveException::exit(msg))
+            },
+        )
         .rpc("raise_timeout", none(), |_, ()| async {
             let options = ave_cmd::Options::new().timeout(Duration::from_secs(1));
             ave_cmd::run_async("sleep 10", &options).await?;
@@ -186,6 +221,18 @@ pub fn builder(options: Options) -> ServiceBuilder {
         .on_new_connection(move |_, info| on_new(Event::NewConnection(info.clone())))
         .on_lost_connection(move |_, info| on_lost(Event::LostConnection(info.clone())))
         .on_shutdown(move |_, stopped| on_stop(Event::Shutdown(stopped.clone())))
+}
+
+/// Refuses a text longer than the server's [`max_text`](crate::Limits::max_text).
+fn check_text(ctx: &Context, what: &str, len: usize) -> RpcResult<()> {
+    let max = ctx.control().limits().max_text;
+    if len > max {
+        return Err(AveException::custom(
+            "ValueError",
+            format!("{what} of {len} bytes is above the limit of {max}"),
+        ));
+    }
+    Ok(())
 }
 
 /// A JSON value as the text Python's `unicode()` would give for it.

@@ -576,6 +576,23 @@ impl ServiceBuilder {
         self
     }
 
+    /// Requires an authenticated caller (as [`ServiceBuilder::auth`]) for methods already
+    /// declared, by name; names not declared are ignored. For a policy on top of a
+    /// service built elsewhere, such as `ave serve`'s on the diagnostic service.
+    #[must_use]
+    pub fn require_auth<I, S>(mut self, names: I) -> ServiceBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for name in names {
+            if let Some(method) = self.methods.get_mut(name.as_ref()) {
+                method.auth = true;
+            }
+        }
+        self
+    }
+
     /// Restricts the method declared last to the keys of the named accounts (the
     /// original's `@preauth`), with its anonymous rule: see
     /// [`Keys::preauth_allows`](crate::handshake::Keys::preauth_allows).
@@ -797,6 +814,14 @@ mod tests {
             Some(&["admin".to_owned(), "root".to_owned()][..])
         );
         assert!(service.is_hidden("c"));
+        let guarded = Service::builder("s")
+            .rpc("a", Params::none(), |_, ()| async { Ok(1) })
+            .rpc("b", Params::none(), |_, ()| async { Ok(2) })
+            .require_auth(["b", "missing"])
+            .build();
+        assert!(!guarded.method("a").unwrap().auth);
+        assert!(guarded.method("b").unwrap().auth);
+        assert!(!guarded.has_method("missing"));
         assert!(service.is_hidden("stop"));
         assert!(!service.is_hidden("a"));
         assert_eq!(service.method_names(), ["a", "b"]);

@@ -18,6 +18,7 @@ mod exception;
 mod fdtx;
 mod handover;
 mod handover_socket;
+mod hardening;
 mod hickup;
 mod hostile;
 mod pipe;
