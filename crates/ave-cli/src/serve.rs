@@ -10,6 +10,12 @@
 //! every live connection, rewrites the port file and serves on; the old instance exits 0
 //! ("replaced by pid N"). With nothing to take over, `--replace` says so and exits 1.
 //!
+//! Policy (on top of the diagnostic service, whose library form keeps the original's open
+//! rules for tests; see [`guarded`]): `run_external` is refused unless `--allow-run` is
+//! given, and then serves authenticated clients only; `stop`, `raise_exit`,
+//! `stop_listening` and `sleep` need an authenticated client whenever the server has a
+//! key; a server without any key binds loopback addresses only, unless `--insecure`.
+//!
 //! Test hook (for the rollback tests only): with `AVE_TEST_HANDOVER_ABORT` set in its
 //! environment, `ave serve --replace` aborts (SIGABRT) right after receiving the
 //! descriptors, before it says it is ready, as a successor that crashes mid-handover.
@@ -22,7 +28,7 @@ use std::{
 
 use anyhow::Context as _;
 use ave::network::{
-    Control, ControlBuilder, Service, Stopped, diagnostic,
+    Control, ControlBuilder, RpcResult, Service, ServiceBuilder, Stopped, diagnostic,
     handover::{self, HandoverOptions, HandoverSocket},
     handshake::DigestPolicy,
 };
@@ -54,18 +60,22 @@ Exit status:
 /// Adds the diagnostic service's methods, their parameters and who may call them, to
 /// `ave serve --help`.
 pub(crate) fn with_method_help(command: clap::Command) -> clap::Command {
-    let methods = service().methods();
+    // As a server started without a key or --allow-run serves them.
+    let methods = service(false, false).methods();
     command.after_long_help(format!(
         "Methods (`ave call ADDR --list` asks a running server; `ave call ADDR METHOD [ARG]...` \
-         calls one; [name]: optional):\n{}\n{EXIT_CODES}",
+         calls one; [name]: optional):\n{}\n\
+         With a key, stop, raise_exit, stop_listening and sleep need an authenticated caller; \
+         run_external is refused unless --allow-run, and then needs one too.\n{EXIT_CODES}",
         crate::methods::table(&methods, "  ")
     ))
 }
 
 /// The service `ave serve` serves: the one place that declares it, so that `--help` lists
 /// what a running server answers to `ave call ADDR --list`.
-fn service() -> Service {
-    diagnostic::service(diagnostic::Options::new().events(log_event))
+fn service(allow_run: bool, keyed: bool) -> Service {
+    guarded(diagnostic::builder(diagnostic::Options::new().events(log_event)), allow_run, keyed)
+        .build()
 }
 
 /// Arguments of `ave serve`.
@@ -115,6 +125,39 @@ pub(crate) struct Args {
     /// home; it exits and no client notices.
     #[arg(long)]
     replace: bool,
+    /// Serve `run_external` (to authenticated clients only): it runs any command as this
+    /// server's user.
+    #[arg(long)]
+    allow_run: bool,
+    /// Allow a server without any key on an address other than loopback, where anyone who
+    /// can reach it may call it (and, without a key, stop it).
+    #[arg(long)]
+    insecure: bool,
+}
+
+/// The methods that stop or pin the service, and so need a key when the server has one.
+const GUARDED: [&str; 4] = ["stop", "raise_exit", "stop_listening", "sleep"];
+
+/// `ave serve`'s policy on the diagnostic service: `run_external` refused unless
+/// `allow_run` (then authenticated callers only), and [`GUARDED`] methods for
+/// authenticated callers only when the server has a key (`keyed`).
+fn guarded(builder: ServiceBuilder, allow_run: bool, keyed: bool) -> ServiceBuilder {
+    let builder = if allow_run {
+        builder.require_auth(["run_external"])
+    } else {
+        builder.rpc(
+            "run_external",
+            ave::network::params(["cmd"]),
+            |_, (_cmd,): (serde_json::Value,)| async {
+                let refused: RpcResult<()> = Err(ave::exceptions::AveException::custom(
+                    "Exception",
+                    "run_external is disabled: start ave serve with --allow-run",
+                ));
+                refused
+            },
+        )
+    };
+    if keyed { builder.require_auth(GUARDED) } else { builder }
 }
 
 /// A usage error: the message on stderr, exit 2.
@@ -174,7 +217,15 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let service = service();
+    let keyed = authkey.is_some() || accounts.iter().any(|(_, key)| key.is_some());
+    if !args.replace && !keyed && !bind.ip().is_loopback() && !args.insecure {
+        return Ok(usage(format!(
+            "refusing to serve on {} without a key: anyone who can reach it could call and \
+             stop it (give --authkey, or --insecure)",
+            bind.ip()
+        )));
+    }
+    let service = service(args.allow_run, keyed);
     let mut builder = Control::builder(service)
         .authkey(authkey.as_deref())
         .digest(digest)

@@ -35,7 +35,13 @@ fn arguments_are_json_or_strings() {
     assert_eq!(result(&["--kw", "alt=åäö", &a, "sync_ping"]), json!("åäö"));
     assert_eq!(result(&["--kw", "alt={\"k\": [true]}", &a, "sync_ping"]), json!({"k": [true]}));
     assert!(result(&["--resource", "{\"type\": \"handset\"}", &a, "get_pid"]).as_u64().is_some());
-    assert_eq!(result(&[&a, "run_external", "echo hi"]), json!([0, "hi\r\n", ""]));
+    // run_external needs --allow-run and a key (`hardening` has the refusals).
+    let runs = Served::start(&["--allow-run", "--authkey", "k"]);
+    let r = runs.address();
+    assert_eq!(
+        result(&["--authkey", "k", &r, "run_external", "echo hi"]),
+        json!([0, "hi\r\n", ""])
+    );
 }
 
 #[test]

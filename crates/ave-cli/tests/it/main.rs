@@ -4,6 +4,7 @@ mod call;
 mod config;
 mod demo;
 mod discovery;
+mod hardening;
 mod help;
 mod hickup;
 mod install;

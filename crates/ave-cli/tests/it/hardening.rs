@@ -1,0 +1,266 @@
+//! Hardening through the binary: hostile clients against `ave serve`, with or without a
+//! key, must not crash, starve, lock out or pin it. Each test is named after the finding
+//! it covers (`f1_...` to `f11_...`).
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use ave::network::handshake::respond;
+use serde_json::{Value, json};
+
+use crate::serve::{Served, TempDir};
+
+/// Bounds every wait of these tests; only reached when something is wrong.
+const T: Duration = Duration::from_secs(20);
+
+/// A raw client: frames written and read by hand, so the tests see every byte.
+struct Raw {
+    stream: TcpStream,
+}
+
+impl Raw {
+    /// Connects and reads the challenge; the handshake is not answered yet.
+    fn connect(port: u16) -> (Raw, Vec<u8>) {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(T)).unwrap();
+        let mut raw = Raw { stream };
+        let challenge = raw.read_frame().expect("the challenge");
+        (raw, challenge)
+    }
+
+    /// Connects and completes the handshake with `key`; returns whether it authenticated.
+    fn handshake(port: u16, key: Option<&str>) -> (Raw, bool) {
+        let (mut raw, challenge) = Raw::connect(port);
+        raw.write_frame(&respond(&challenge, key).unwrap());
+        let verdict: Value = serde_json::from_slice(&raw.read_frame().unwrap()).unwrap();
+        let ok = verdict == json!({"authenticated": true});
+        (raw, ok)
+    }
+
+    fn write_frame(&mut self, payload: &[u8]) {
+        self.stream.write_all(&(payload.len() as u32).to_be_bytes()).unwrap();
+        self.stream.write_all(payload).unwrap();
+    }
+
+    /// One frame, or `None` at end of stream (or a reset).
+    fn read_frame(&mut self) -> Option<Vec<u8>> {
+        let mut header = [0u8; 4];
+        match self.stream.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+            Err(e) => panic!("reading a frame: {e}"),
+        }
+        let mut payload = vec![0u8; u32::from_be_bytes(header) as usize];
+        self.stream.read_exact(&mut payload).unwrap();
+        Some(payload)
+    }
+
+    fn request(&mut self, method: &str, vargs: Value) {
+        let request = json!({"method": method, "params": {"vargs": vargs, "kwargs": {}}});
+        self.write_frame(request.to_string().as_bytes());
+    }
+
+    fn call(&mut self, method: &str, vargs: Value) -> Value {
+        self.request(method, vargs);
+        serde_json::from_slice(&self.read_frame().expect("a reply")).unwrap()
+    }
+
+    /// Whether the server closes the connection (within `T`) without sending more than
+    /// an "invalid RPC" reply.
+    fn closed_by_server(&mut self) -> bool {
+        loop {
+            match self.read_frame() {
+                None => return true,
+                Some(frame) => {
+                    let reply: Value = serde_json::from_slice(&frame).unwrap();
+                    let message = reply["exception"]["message"].as_str().unwrap_or("");
+                    if !message.starts_with("got invalid RPC from client") {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The server's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn ave_call(args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["call", "--timeout", "10"];
+    all.extend_from_slice(args);
+    let out = crate::ave(&all);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The exception a raw call got, or a panic with the whole reply.
+fn exception(reply: &Value) -> &Value {
+    reply.get("exception").unwrap_or_else(|| panic!("no exception in {reply}"))
+}
+
+#[test]
+fn f1_sizes_from_a_client_are_bounded() {
+    let served = Served::start(&[]);
+    let (mut raw, _) = Raw::handshake(served.port, None);
+    // Used to abort the server: `memory allocation of 343597383680 bytes failed`.
+    for depth in [json!(4_294_967_295u64), json!(100_000)] {
+        let reply = raw.call("raise_ave_exception", json!([{"message": "x"}, depth]));
+        let e = exception(&reply);
+        assert_eq!(e["type"], "ValueError", "{reply}");
+        assert!(e["message"].as_str().unwrap().contains("depth"), "{reply}");
+    }
+    // A small depth still works as the original's.
+    let reply = raw.call("raise_ave_exception", json!([{"message": "x"}, 2]));
+    assert_eq!(exception(&reply)["trace"].as_array().unwrap().len(), 3, "{reply}");
+    // A sleep of 1e18 seconds is refused at once instead of pinning the connection.
+    let reply = raw.call("sleep", json!([1e18]));
+    assert_eq!(exception(&reply)["type"], "ValueError", "{reply}");
+    // A huge string for `upper` is refused, not amplified.
+    let big = "\u{390}".repeat(2 * 1024 * 1024);
+    let reply = raw.call("upper", json!([big]));
+    assert_eq!(exception(&reply)["type"], "ValueError");
+    assert_eq!(raw.call("sync_ping", json!([])), json!({"result": "pong"}));
+}
+
+#[test]
+fn f2_malformed_frames_are_echoed_short() {
+    let served = Served::start(&[]);
+    let (mut raw, _) = Raw::handshake(served.port, None);
+    // Every control byte became 6 bytes of `\u0001` in the echo.
+    raw.write_frame(&vec![1u8; 4 * 1024 * 1024]);
+    let reply = raw.read_frame().unwrap();
+    assert!(reply.len() < 4096, "a reply of {} bytes", reply.len());
+    let reply: Value = serde_json::from_slice(&reply).unwrap();
+    let text = reply["exception"].as_str().unwrap();
+    assert!(text.starts_with("malformed JSON: \u{1}\u{1}"), "{text}");
+    assert!(text.contains("4194304 bytes"), "the size is said: {text}");
+    assert_eq!(raw.call("sync_ping", json!([])), json!({"result": "pong"}));
+}
+
+#[test]
+fn f2_clients_that_do_not_read_hold_bounded_memory() {
+    let served = Served::start(&["--authkey", "k"]);
+    let before = rss_kib(served.pid());
+    // Wrong-key clients that send malformed frames and never read a reply.
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (mut raw, ok) = Raw::handshake(served.port, Some("wrong"));
+        assert!(!ok);
+        raw.stream.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+        let frame = vec![1u8; 4 * 1024 * 1024];
+        // The server stops reading once its replies pile up: the write may time out.
+        let mut framed = (frame.len() as u32).to_be_bytes().to_vec();
+        framed.extend_from_slice(&frame);
+        let _ = raw.stream.write_all(&framed);
+        clients.push(raw);
+    }
+    // The server still serves others promptly, and did not keep 6 bytes per byte sent.
+    let (mut good, ok) = Raw::handshake(served.port, Some("k"));
+    assert!(ok);
+    assert_eq!(good.call("sync_ping", json!([])), json!({"result": "pong"}));
+    let grown = rss_kib(served.pid()).saturating_sub(before);
+    assert!(grown < 64 * 1024, "the server grew by {grown} KiB for 8 clients");
+}
+
+#[test]
+fn f3_big_frames_before_authentication_close_at_once() {
+    let served = Served::start(&["--authkey", "k"]);
+    let (mut raw, _) = Raw::connect(served.port);
+    let started = Instant::now();
+    // A 64 MiB "digest": only the header is sent; the server must not wait for the rest.
+    raw.stream.write_all(&(64u32 * 1024 * 1024).to_be_bytes()).unwrap();
+    assert!(raw.closed_by_server(), "the server answered the big frame");
+    assert!(started.elapsed() < Duration::from_secs(10), "closed after {:?}", started.elapsed());
+    // A frame just above the largest digest is refused as well; a real answer still works.
+    let (mut raw, _) = Raw::connect(served.port);
+    raw.write_frame(&[0u8; 33]);
+    assert!(raw.closed_by_server());
+    assert!(Raw::handshake(served.port, Some("k")).1);
+}
+
+#[test]
+fn f6_run_external_needs_allow_run_and_a_key() {
+    // No key, no --allow-run: refused (it used to run `id` as the server's user).
+    let served = Served::start(&[]);
+    let (code, stdout, stderr) = ave_call(&[&served.address(), "run_external", "id"]);
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
+    assert!(stderr.contains("--allow-run"), "{stderr}");
+    // --allow-run: only for an authenticated client.
+    let served = Served::start(&["--allow-run", "--authkey", "k"]);
+    let (code, _, stderr) = ave_call(&[&served.address(), "run_external", "echo hi"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("not authenticated to make this call"), "{stderr}");
+    let (code, stdout, stderr) =
+        ave_call(&["--authkey", "k", &served.address(), "run_external", "echo hi"]);
+    assert_eq!(code, 0, "{stderr}");
+    let result: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(result[0], 0);
+    assert!(result[1].as_str().unwrap().contains("hi"), "{stdout}");
+}
+
+#[test]
+fn f6_stopping_methods_need_a_key_when_the_server_has_one() {
+    let served = Served::start(&["--authkey", "k"]);
+    let address = served.address();
+    for (method, args) in [
+        ("stop", vec![]),
+        ("raise_exit", vec!["bye"]),
+        ("stop_listening", vec![]),
+        ("sleep", vec!["0"]),
+    ] {
+        let mut all = vec![address.as_str(), method];
+        all.extend(args);
+        let (code, _, stderr) = ave_call(&all);
+        assert_eq!(code, 1, "{method}: {stderr}");
+        assert!(stderr.contains("not authenticated to make this call"), "{method}: {stderr}");
+    }
+    // The server is still serving, and the key holder may stop it.
+    assert_eq!(ave_call(&["--authkey", "k", &address, "sleep", "0"]).0, 0);
+    assert_eq!(ave_call(&["--authkey", "k", &address, "stop"]).0, 0);
+    assert_eq!(served.wait().0.code(), Some(0));
+    // Without any key, the original's open rules stay (a lab service, on loopback).
+    let open = Served::start(&[]);
+    assert_eq!(ave_call(&[&open.address(), "stop"]).0, 0);
+    assert_eq!(open.wait().0.code(), Some(0));
+}
+
+#[test]
+fn f6_a_keyless_server_binds_loopback_only_unless_insecure() {
+    let home = TempDir::new("insecure");
+    let out = Command::new(env!("CARGO_BIN_EXE_ave"))
+        .args(["serve", "--bind", "0.0.0.0", "--home"])
+        .arg(&home.0)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--insecure"), "{stderr}");
+}
+
+#[test]
+fn f8_a_forged_exit_does_not_stop_the_server() {
+    let served = Served::start(&[]);
+    let address = served.address();
+    let (code, _, stderr) =
+        ave_call(&[&address, "raise_ave_exception", r#"{"type": "Exit", "message": "forged"}"#]);
+    assert_eq!(code, 1, "{stderr}");
+    let e: Value = serde_json::from_str(stderr.trim()).unwrap();
+    assert_eq!((e["type"].as_str(), e["message"].as_str()), (Some("Exit"), Some("forged")));
+    assert_eq!(ave_call(&[&address, "sync_ping"]).1, "\"pong\"\n");
+    // The service's own Exit still stops it.
+    assert_eq!(ave_call(&[&address, "raise_exit", "bye"]).0, 1);
+    assert_eq!(served.wait().0.code(), Some(0));
+}
