@@ -150,7 +150,7 @@ fn keys_stay_out_of_ps_logs_errors_and_dumps() {
 
 #[test]
 fn commands_the_server_runs_do_not_inherit_the_key() {
-    let served = Served::start_with_env(&[], &[("AVE_AUTHKEY", "inh3rited")]);
+    let served = Served::start_with_env(&["--allow-run"], &[("AVE_AUTHKEY", "inh3rited")]);
     let env = [("AVE_AUTHKEY", "inh3rited")];
     // printenv exits 1 when the variable is not set.
     let (code, stdout, stderr) =
