@@ -29,6 +29,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("frame", frame),
     ("handshake", handshake),
     ("json", json),
+    ("handover", handover),
     ("tripe_words", tripe_words),
     ("tripe_line", tripe_line),
 ];
@@ -182,4 +183,25 @@ pub fn tripe_line(data: &[u8]) {
     let words: Vec<String> = u.arbitrary().unwrap_or_default();
     let line = format!("INFO {}", join_words(&words));
     assert_eq!(ServerMessage::parse(line.as_bytes()), ServerMessage::Info(words));
+}
+
+/// The handover channel's message parser: bytes a peer of the handover socket could send,
+/// in pieces, never make it panic or keep more than one bounded message; a message made
+/// by the same rules as the real sender parses back.
+pub fn handover(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let max_body = usize::from(u.int_in_range(0u16..=1024).unwrap_or(0));
+    let mut pieces = Vec::new();
+    while let Ok(piece) = u.arbitrary::<&[u8]>() {
+        if piece.is_empty() && u.is_empty() {
+            break;
+        }
+        pieces.push(piece);
+    }
+    let _ = ave_network::handover::fuzz_parse(&pieces, max_body);
+    let ready = br#"{"type":"ready"}"#;
+    let mut message = (ready.len() as u32).to_be_bytes().to_vec();
+    message.extend_from_slice(&0u64.to_be_bytes());
+    message.extend_from_slice(ready);
+    assert_eq!(ave_network::handover::fuzz_parse(&[&message], max_body).ok(), Some(1));
 }

@@ -65,6 +65,8 @@ mod socket;
 
 use std::time::Duration;
 
+#[doc(hidden)]
+pub use crate::handover::channel::{MAX_BODY, fuzz_parse};
 pub use crate::handover::{
     new::{Inheritance, Inherited, take_over},
     socket::{HandoverSocket, run_replaceable, socket_path},

@@ -3,9 +3,12 @@
 //! it covers (`f1_...` to `f11_...`).
 
 use std::{
-    io::{Read, Write},
+    io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
-    process::Command,
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc,
     time::{Duration, Instant},
 };
 
@@ -263,4 +266,124 @@ fn f8_a_forged_exit_does_not_stop_the_server() {
     // The service's own Exit still stops it.
     assert_eq!(ave_call(&[&address, "raise_exit", "bye"]).0, 1);
     assert_eq!(served.wait().0.code(), Some(0));
+}
+
+/// Every stderr line of `child`, on a channel.
+fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
+/// The port of the first `listening on` line.
+fn listening_port(lines: &mpsc::Receiver<String>) -> u16 {
+    let line = line_with(lines, "ave serve: listening on ").expect("ave serve listens");
+    line.trim()
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+}
+
+fn handover_socket(home: &Path) -> PathBuf {
+    home.join(".ave/handover/ave-serve.sock")
+}
+
+/// An `ave serve` on its own home, with the given extra arguments.
+fn serve_home(home: &Path, extra: &[&str]) -> (Child, u16, mpsc::Receiver<String>) {
+    let port_file = home.join("port");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ave"))
+        .arg("serve")
+        .arg("--home")
+        .arg(home)
+        .arg("--port-file")
+        .arg(&port_file)
+        .args(extra)
+        .env("HOME", home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    let port = listening_port(&lines);
+    (child, port, lines)
+}
+
+/// `ave serve --replace` on `home`, and its stderr lines.
+fn replace(home: &Path, extra: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ave"))
+        .args(["serve", "--replace", "--home"])
+        .arg(home)
+        .arg("--port-file")
+        .arg(home.join("port"))
+        .args(extra)
+        .env("HOME", home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    (child, lines)
+}
+
+/// Lines until one contains `needle`, within `T`.
+fn line_with(lines: &mpsc::Receiver<String>, needle: &str) -> Result<String, Vec<String>> {
+    let deadline = Instant::now() + T;
+    let mut seen = Vec::new();
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if line.contains(needle) {
+            return Ok(line);
+        }
+        seen.push(line);
+    }
+    Err(seen)
+}
+
+#[test]
+fn f5_hostile_handover_messages_leave_the_instance_replaceable() {
+    let home = TempDir::new("handover-hostile");
+    let (mut old, port, old_lines) = serve_home(&home.0, &["--authkey", "k"]);
+    let socket = handover_socket(&home.0);
+    // A body length that wraps the total to zero, a huge one, and a header that lies.
+    let wrap = u64::MAX - 13;
+    for body_len in [wrap, 1 << 40, 0] {
+        let mut peer = UnixStream::connect(&socket).unwrap();
+        let mut message = 2u32.to_be_bytes().to_vec();
+        message.extend_from_slice(&body_len.to_be_bytes());
+        message.extend_from_slice(b"{}");
+        peer.write_all(&message).unwrap();
+        peer.set_read_timeout(Some(T)).unwrap();
+        // The instance gives up on this peer (it closes), and nothing else.
+        let mut rest = Vec::new();
+        let _ = peer.read_to_end(&mut rest);
+    }
+    assert!(old.try_wait().unwrap().is_none(), "the instance died");
+    assert!(socket.exists(), "the handover socket is gone");
+    let (mut good, ok) = Raw::handshake(port, Some("k"));
+    assert!(ok);
+    assert_eq!(good.call("sync_ping", json!([])), json!({"result": "pong"}));
+    // And it can still be replaced.
+    let (mut new, lines) = replace(&home.0, &["--authkey", "k"]);
+    line_with(&lines, "took over").expect("the replace took over");
+    assert_eq!(wait_exit(&mut old, &old_lines).code(), Some(0));
+    let _ = new.kill();
+    let _ = new.wait();
+}
+
+/// Waits (within `T`) for a child to end: its stderr reaches end of file, then its status.
+fn wait_exit(child: &mut Child, lines: &mpsc::Receiver<String>) -> ExitStatus {
+    let deadline = Instant::now() + T;
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return child.wait().unwrap(),
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("the child did not end within {T:?}"),
+        }
+    }
 }

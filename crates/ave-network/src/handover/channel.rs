@@ -20,6 +20,74 @@ use crate::{
 /// The largest JSON header accepted.
 const MAX_HEADER: usize = 16 * 1024 * 1024;
 
+/// The largest body accepted: the state of the connections of one message (about 4 MiB
+/// in a batch, more for one connection holding a large frame).
+pub const MAX_BODY: usize = 1024 * 1024 * 1024;
+
+/// Takes the next complete message out of `input` (and its descriptors out of `fds`):
+/// `None` while it is incomplete. Every length is checked before it is used, so no input
+/// can make it panic or wait for more than `max_body` bytes of body.
+pub(crate) fn parse_message(
+    input: &mut Vec<u8>,
+    fds: &mut VecDeque<OwnedFd>,
+    max_body: usize,
+) -> Result<Option<Frame>, Error> {
+    let Some((lengths, _)) = input.split_first_chunk::<PREFIX>() else { return Ok(None) };
+    let (header_len, body_len) = lengths.split_at(4);
+    let header_len = u32::from_be_bytes(header_len.try_into().unwrap_or_default());
+    let body_len = u64::from_be_bytes(body_len.try_into().unwrap_or_default());
+    let header_len = usize::try_from(header_len)
+        .ok()
+        .filter(|n| *n <= MAX_HEADER)
+        .ok_or_else(|| Error::Protocol(format!("handover header of {header_len} bytes")))?;
+    let body_len = usize::try_from(body_len)
+        .ok()
+        .filter(|n| *n <= max_body)
+        .ok_or_else(|| Error::Protocol(format!("handover body of {body_len} bytes")))?;
+    let header_end = PREFIX + header_len;
+    let Some(total) = header_end.checked_add(body_len) else {
+        return Err(Error::Protocol(format!("handover body of {body_len} bytes")));
+    };
+    let (Some(header), Some(body)) = (input.get(PREFIX..header_end), input.get(header_end..total))
+    else {
+        return Ok(None);
+    };
+    let header: Header = serde_json::from_slice(header)
+        .map_err(|e| Error::Protocol(format!("invalid handover message: {e}")))?;
+    let body = body.to_vec();
+    input.drain(..total);
+    let wanted = header.fds();
+    if fds.len() < wanted {
+        return Err(Error::Protocol(format!(
+            "a {} message announced {wanted} descriptors; {} arrived",
+            header.name(),
+            fds.len()
+        )));
+    }
+    let fds = fds.drain(..wanted).collect();
+    Ok(Some(Frame { header, body, fds }))
+}
+
+/// Feeds bytes to the message parser as a peer of the handover socket could send them,
+/// in pieces, with no descriptors; returns how many messages were complete. For the fuzz
+/// target of the parser; not a stable API.
+#[doc(hidden)]
+pub fn fuzz_parse(pieces: &[&[u8]], max_body: usize) -> Result<usize, Error> {
+    let mut input = Vec::new();
+    let mut fds = VecDeque::new();
+    let mut messages = 0;
+    for piece in pieces {
+        input.extend_from_slice(piece);
+        while let Some(frame) = parse_message(&mut input, &mut fds, max_body)? {
+            assert!(frame.body.len() <= max_body);
+            messages += 1;
+        }
+        // What is kept is never more than one message's prefix, header and bounded body.
+        assert!(input.len() <= PREFIX + MAX_HEADER + max_body + piece.len());
+    }
+    Ok(messages)
+}
+
 /// The state of one connection on the wire; its bytes follow the header in the body, in
 /// the order challenge, input, output.
 #[derive(Debug, Serialize, Deserialize)]
@@ -150,13 +218,19 @@ pub(crate) struct Channel {
     tx: AsyncFdTx,
     input: Vec<u8>,
     fds: VecDeque<OwnedFd>,
+    max_body: usize,
 }
 
 const PREFIX: usize = 12;
 
 impl Channel {
     pub(crate) fn new(stream: UnixStream) -> Result<Channel, Error> {
-        Ok(Channel { tx: AsyncFdTx::new(stream)?, input: Vec::new(), fds: VecDeque::new() })
+        Ok(Channel {
+            tx: AsyncFdTx::new(stream)?,
+            input: Vec::new(),
+            fds: VecDeque::new(),
+            max_body: MAX_BODY,
+        })
     }
 
     pub(crate) async fn send(
@@ -188,35 +262,12 @@ impl Channel {
     }
 
     fn parse(&mut self) -> Result<Option<Frame>, Error> {
-        if self.input.len() < PREFIX {
-            return Ok(None);
-        }
-        let header_len =
-            u32::from_be_bytes(self.input[..4].try_into().unwrap_or_default()) as usize;
-        let body_len = u64::from_be_bytes(self.input[4..PREFIX].try_into().unwrap_or_default());
-        if header_len > MAX_HEADER {
-            return Err(Error::Protocol(format!("handover header of {header_len} bytes")));
-        }
-        let body_len = usize::try_from(body_len)
-            .map_err(|_| Error::Protocol(format!("handover body of {body_len} bytes")))?;
-        let total = PREFIX + header_len + body_len;
-        if self.input.len() < total {
-            return Ok(None);
-        }
-        let header: Header = serde_json::from_slice(&self.input[PREFIX..PREFIX + header_len])
-            .map_err(|e| Error::Protocol(format!("invalid handover message: {e}")))?;
-        let body = self.input[PREFIX + header_len..total].to_vec();
-        self.input.drain(..total);
-        let wanted = header.fds();
-        if self.fds.len() < wanted {
-            return Err(Error::Protocol(format!(
-                "a {} message announced {wanted} descriptors; {} arrived",
-                header.name(),
-                self.fds.len()
-            )));
-        }
-        let fds = self.fds.drain(..wanted).collect();
-        Ok(Some(Frame { header, body, fds }))
+        parse_message(&mut self.input, &mut self.fds, self.max_body)
+    }
+
+    /// Bounds the body of the messages received from now on (the hello is small).
+    pub(crate) fn set_max_body(&mut self, max: usize) {
+        self.max_body = max;
     }
 
     /// Refuses anything the peer sends from now on (its sends fail), keeping what has

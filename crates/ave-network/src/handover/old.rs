@@ -38,6 +38,8 @@ pub(crate) async fn hand_over(
     options: &HandoverOptions,
 ) -> Result<Option<Successor>, Error> {
     let mut channel = Channel::new(stream)?;
+    // A hello has no body: a peer announcing one is refused before it is read.
+    channel.set_max_body(0);
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, channel.recv()).await {
         Err(_) => return Ok(None),
         Ok(Err(e)) if e.is_closed() => return Ok(None),
