@@ -30,6 +30,7 @@
 //! | How do I write a service? | [`guide::writing_a_service`] |
 //! | How do I call one, from Rust or a shell? | [`guide::calling_services`] |
 //! | How do I restart it without dropping its clients? | [`guide::live_restart`] |
+//! | What does a server bound, and what happens at each bound? | [`guide::limits`] |
 //! | How do I run `ave serve` under systemd (readiness, socket activation, logs, the package)? | [`guide::systemd`] |
 //! | How do I run a service as a process, daemonize it, reap its children? | [`guide::processes`] |
 //! | How do I run a command with a timeout? | [`guide::pty_runner`] |
@@ -155,6 +156,11 @@ pub mod guide {
     #[cfg(feature = "exceptions")]
     pub mod exceptions {
         #![doc = include_str!("../../../docs/exceptions.md")]
+    }
+
+    #[cfg(feature = "network")]
+    pub mod limits {
+        #![doc = include_str!("../../../docs/limits.md")]
     }
 
     #[cfg(feature = "network")]
