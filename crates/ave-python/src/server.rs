@@ -450,7 +450,7 @@ impl<'py, 'a> Worker<'py, 'a> {
                 self.hook("lost_connection", (peer, info.identity));
             }
             Job::Idle => self.hook("idle", ()),
-            Job::Joined(pid, status) => self.hook("joined_process", (pid, status)),
+            Job::Joined(pid, status) => self.hook("_ave_joined", (pid, status)),
             Job::Done(_) => {}
         }
     }

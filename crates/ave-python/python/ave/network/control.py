@@ -101,6 +101,7 @@ class Control(Process):
         self.established = {}
         self.current_connection = None
         self._ave_server = None
+        self._ave_deferred = {}
 
     # --- decorators ---
 
@@ -249,6 +250,12 @@ class Control(Process):
         if proc is self:
             raise Exception('cannot defer join of self')
         self._server().join_later(proc.pid)
+        # Kept until joined: a dropped subprocess.Popen would reap the child itself.
+        self._ave_deferred.setdefault(proc.pid, []).append(proc)
+
+    def _ave_joined(self, pid, status):
+        self._ave_deferred.pop(pid, None)
+        self.joined_process(pid, status)
 
     def add_connection(self, connection, authkey):
         """Serve an open connection (e.g. a ``BlockingConnection``) as established, with
