@@ -19,7 +19,7 @@ use std::{
 
 use ave::network::{
     BlockingRemoteControl,
-    handshake::{self, Algorithm, CHALLENGE_PREFIX},
+    wire::handshake::{self, Algorithm, CHALLENGE_PREFIX},
 };
 use nix::sys::signal::{Signal, kill};
 use serde_json::{Value, json};

@@ -23,7 +23,10 @@ use std::{
 
 use ave::{
     exceptions::AveException,
-    network::{Context, Control, Params, Service, Stopped, params},
+    network::{
+        Control, Service,
+        control::{Context, Params, Stopped, params},
+    },
 };
 use serde_json::Value;
 
@@ -238,11 +241,11 @@ async fn serve(args: &ServerArgs) -> Result<(), String> {
         peak_live: AtomicU64::new(0),
         connections: AtomicU64::new(0),
     });
-    let listener = ave::network::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+    let listener = ave::network::connection::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .map_err(|e| format!("cannot listen: {e}"))?;
     if args.sockbuf > 0 {
         // Accepted connections inherit the listener's buffer sizes.
-        ave::network::set_buffer_sizes(&listener, args.sockbuf, args.sockbuf)
+        ave::network::connection::set_buffer_sizes(&listener, args.sockbuf, args.sockbuf)
             .map_err(|e| format!("cannot set the socket buffer sizes: {e}"))?;
     }
     let control = Control::builder(service(&gate))

@@ -17,7 +17,8 @@
 use std::{fmt, path::PathBuf, process::ExitCode, time::Duration};
 
 use ave::network::{
-    Address, BlockingRemoteControl, Call, Error,
+    Address, BlockingRemoteControl, Error,
+    client::Call,
     control::{LIST_METHODS, MethodInfo},
 };
 use serde_json::Value;

@@ -58,7 +58,10 @@ use ave::{
     cmd::Options,
     config::Authkeys,
     exceptions::{AveException, Kind},
-    network::{Address, ExitStatus, Pipe, Process, RemoteControl, Signal},
+    network::{
+        Address, Process, RemoteControl,
+        process::{ExitStatus, Pipe, Signal},
+    },
 };
 use serde_json::{Value, json};
 

@@ -28,9 +28,11 @@ use std::{
 
 use anyhow::Context as _;
 use ave::network::{
-    Control, ControlBuilder, RpcResult, Service, ServiceBuilder, Stopped, diagnostic,
+    Control, Service,
+    control::{ControlBuilder, RpcResult, ServiceBuilder, Stopped},
+    diagnostic,
     handover::{self, HandoverOptions, HandoverSocket},
-    handshake::DigestPolicy,
+    wire::handshake::DigestPolicy,
 };
 
 use crate::{
@@ -147,7 +149,7 @@ fn guarded(builder: ServiceBuilder, allow_run: bool, keyed: bool) -> ServiceBuil
     } else {
         builder.rpc(
             "run_external",
-            ave::network::params(["cmd"]),
+            ave::network::control::params(["cmd"]),
             |_, (_cmd,): (serde_json::Value,)| async {
                 let refused: RpcResult<()> = Err(ave::exceptions::AveException::custom(
                     "Exception",
@@ -254,7 +256,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
     }
     let (listener, how) = match inherited {
         Some(inherited) => (inherited.listener, " (from the service manager)"),
-        None => (ave::network::bind(bind)?, ""),
+        None => (ave::network::connection::bind(bind)?, ""),
     };
     let store = how.is_empty().then(|| listener.try_clone()).transpose()?;
     let control = builder.listener(listener).build()?;

@@ -7,7 +7,8 @@
 use std::{net::TcpListener, os::fd::AsFd as _, sync::Arc};
 
 use ave::network::{
-    Control, Stopped,
+    Control,
+    control::Stopped,
     systemd::{self, InheritedListener, Notifier},
 };
 

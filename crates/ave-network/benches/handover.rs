@@ -27,9 +27,11 @@ use std::{
 };
 
 use ave_network::{
-    Address, Connection, Control, diagnostic,
+    Address, Control,
+    connection::Connection,
+    diagnostic,
     handover::{self, HandoverOptions, HandoverSocket},
-    handshake::{Algorithm, CHALLENGE_PREFIX, digest},
+    wire::handshake::{Algorithm, CHALLENGE_PREFIX, digest},
 };
 
 const CONNECTIONS: usize = 1000;
@@ -122,7 +124,7 @@ fn main() {
         wait_calls(1000);
     }
     let replaced = server_rt.block_on(first).unwrap().unwrap();
-    assert_eq!(replaced, ave_network::Stopped::Replaced);
+    assert_eq!(replaced, ave_network::control::Stopped::Replaced);
     let replace_gap = max_gap(&gaps);
     stop.store(true, Ordering::Relaxed);
     let total: u64 = calls.load(Ordering::Relaxed);
@@ -184,7 +186,7 @@ fn successor(path: &Path) {
             serving.as_secs_f64() * 1e3
         );
         let stopped = run.await.unwrap().unwrap();
-        assert_eq!(stopped, ave_network::Stopped::Replaced);
+        assert_eq!(stopped, ave_network::control::Stopped::Replaced);
     });
 }
 

@@ -13,7 +13,8 @@ use std::{
 };
 
 use ave_network::{
-    Address, BlockingConnection, BlockingRemoteControl, Control, diagnostic, handshake,
+    Address, BlockingRemoteControl, Control, connection::BlockingConnection, diagnostic,
+    wire::handshake,
 };
 
 const CONNECTIONS: usize = 10_000;

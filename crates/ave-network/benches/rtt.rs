@@ -17,7 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use ave_network::{Address, Connection, Control, RemoteControl, diagnostic};
+use ave_network::{Address, Control, RemoteControl, connection::Connection, diagnostic};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -123,8 +123,8 @@ fn main() {
         let mut echo = TcpStream::connect(echo_addr).await.unwrap();
         echo.set_nodelay(true).unwrap();
         // The echo carries the bytes of the same request our client sends.
-        let call = ave_network::Call::new("sync_ping").request(&serde_json::Value::Null);
-        let payload = ave_network::json::to_vec(&call).unwrap();
+        let call = ave_network::client::Call::new("sync_ping").request(&serde_json::Value::Null);
+        let payload = ave_network::wire::json::to_vec(&call).unwrap();
         let request = framed(&payload);
         let mut echo_buf = Vec::new();
         // The plain client: the request frame out, the reply frame in, nothing else.

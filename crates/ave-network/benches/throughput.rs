@@ -35,7 +35,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ave_network::{Address, Connection, Control, RemoteControl, diagnostic, json};
+use ave_network::{
+    Address, Control, RemoteControl, connection::Connection, diagnostic, wire::json,
+};
 
 use crate::floors::Floor;
 
@@ -92,7 +94,8 @@ impl Server {
 
 /// The request every client sends.
 fn request() -> Vec<u8> {
-    json::to_vec(&ave_network::Call::new("sync_ping").request(&serde_json::Value::Null)).unwrap()
+    json::to_vec(&ave_network::client::Call::new("sync_ping").request(&serde_json::Value::Null))
+        .unwrap()
 }
 
 /// 64 connections to a server: through the handshake for ours (and the Python peer),
@@ -177,7 +180,7 @@ async fn rate(
 
 /// Starts a server on a multi-threaded runtime of its own, as `ave serve` runs; ours stops
 /// with the returned handle, the floors run until the process ends.
-fn start(server: Server) -> (Address, Option<ave_network::ControlHandle>) {
+fn start(server: Server) -> (Address, Option<ave_network::control::ControlHandle>) {
     match server {
         Server::Ours => {
             let control =

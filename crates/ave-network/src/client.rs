@@ -9,6 +9,40 @@
 //! Unlike the original, a call that times out or breaks in the middle drops its
 //! connection, so a late reply can never be taken for the answer to the next call; the
 //! next call connects again.
+//!
+//! # Example
+//!
+//! ```
+//! use ave_network::{
+//!     client::{BlockingRemoteControl, RemoteControl},
+//!     control::{Control, Service, params},
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), ave_network::Error> {
+//! let service = Service::builder("echo")
+//!     .rpc("upper", params(["message"]), |_ctx, (message,): (String,)| async move {
+//!         Ok(message.to_uppercase())
+//!     })
+//!     .build();
+//! let control = Control::builder(service).build()?;
+//! let port = control.port();
+//! let handle = control.handle();
+//! let server = tokio::spawn(control.run());
+//!
+//! let client = RemoteControl::new(("127.0.0.1", port), None);
+//! assert_eq!(client.call("upper", ("hello",)).await?, "HELLO");
+//! // The blocking client does the same from a thread without a runtime.
+//! let blocking = tokio::task::spawn_blocking(move || {
+//!     BlockingRemoteControl::new(("127.0.0.1", port), None).call("upper", ("again",))
+//! });
+//! assert_eq!(blocking.await.expect("the client thread")?, "AGAIN");
+//!
+//! handle.stop();
+//! server.await.expect("the server task")?;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::{
     fmt,
@@ -21,7 +55,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    Address, BlockingConnection, Connection, Error, frame::DEFAULT_MAX_FRAME, handshake, json,
+    Error,
+    connection::{Address, BlockingConnection, Connection},
+    wire::{frame::DEFAULT_MAX_FRAME, handshake, json},
 };
 
 /// The budget of a one-way call for connecting, the handshake and sending, whatever the
@@ -315,7 +351,7 @@ impl RemoteControl {
     }
 
     /// The connection, made if needed, taken out of the client: give it to
-    /// [`ControlHandle::add_connection`](crate::ControlHandle::add_connection).
+    /// [`ControlHandle::add_connection`](crate::control::ControlHandle::add_connection).
     ///
     /// # Errors
     ///

@@ -6,6 +6,27 @@
 //! out of step: the next operation continues where the last one stopped. The same state
 //! can be taken apart ([`ConnectionParts`]) and put back together in another task or
 //! process.
+//!
+//! # Example
+//!
+//! ```
+//! use std::{net::SocketAddr, thread, time::Duration};
+//!
+//! use ave_network::connection::{self, Address, BlockingConnection, LOCALHOST};
+//!
+//! let listener = connection::bind(SocketAddr::new(LOCALHOST, 0))?;
+//! let address = Address::from(listener.local_addr()?);
+//! let peer = thread::spawn(move || -> Result<(), ave_network::Error> {
+//!     let mut conn = BlockingConnection::accept(&listener, Some(Duration::from_secs(5)))?;
+//!     let frame = conn.get(Some(Duration::from_secs(5)))?;
+//!     conn.put(&frame, None)
+//! });
+//! let mut conn = BlockingConnection::connect(&address, Some(Duration::from_secs(5)), false)?;
+//! conn.put(b"hello", None)?;
+//! assert_eq!(conn.get(Some(Duration::from_secs(5)))?, b"hello");
+//! peer.join().expect("the peer thread")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod address;
 mod blocking;
@@ -32,8 +53,10 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::{
     Error,
-    frame::{self, DEFAULT_MAX_FRAME, FrameBuffer},
-    json,
+    wire::{
+        frame::{self, DEFAULT_MAX_FRAME, FrameBuffer},
+        json,
+    },
 };
 
 /// TCP keepalive as the original sets it: idle 5 s, interval 5 s, 5 probes, so a silent

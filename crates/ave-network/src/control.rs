@@ -10,6 +10,29 @@
 //! ([`ControlHandle::remove_connection`] gives a [`DetachedConnection`]: the socket, the
 //! identity, the partial input and the unsent output) and served again by this or another
 //! `Control` ([`ControlHandle::adopt_connection`]).
+//!
+//! # Example
+//!
+//! ```
+//! use ave_network::control::{Control, ControlBuilder, Service, params};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), ave_network::Error> {
+//! let service = Service::builder("echo")
+//!     .rpc("upper", params(["message"]), |_ctx, (message,): (String,)| async move {
+//!         Ok(message.to_uppercase())
+//!     })
+//!     .build();
+//! let builder: ControlBuilder = Control::builder(service).authkey(Some("secret"));
+//! let control = builder.build()?;
+//! assert_ne!(control.port(), 0);
+//! let handle = control.handle();
+//! let server = tokio::spawn(control.run());
+//! handle.stop();
+//! server.await.expect("the server task")?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod builder;
 pub(crate) mod defjoin;
@@ -58,10 +81,11 @@ use tokio::{
 };
 
 use crate::{
-    Address, Connection, ConnectionParts, Error,
+    Error,
     connection::LOCALHOST,
+    connection::{Address, Connection, ConnectionParts},
     control::session::Phase,
-    handshake::{DigestPolicy, Keys},
+    wire::handshake::{DigestPolicy, Keys},
 };
 
 /// The default bound on a shutdown: finishing calls in progress, delivering the last
@@ -151,7 +175,7 @@ pub enum Stopped {
 /// The RPC server: a listening socket, a service, and the event loop that serves them.
 ///
 /// ```no_run
-/// use ave_network::{Control, Service, params};
+/// use ave_network::control::{Control, Service, params};
 ///
 /// # async fn example() -> Result<(), ave_network::Error> {
 /// let service = Service::builder("echo")

@@ -20,7 +20,7 @@
 //! | `stop()` | stops the server (the reply is still delivered) |
 //! | `stop_listening()` | closes the listener; existing connections are served on |
 //!
-//! What a client sizes is bounded by the server's [`Limits`](crate::Limits): `depth` by
+//! What a client sizes is bounded by the server's [`Limits`](crate::control::Limits): `depth` by
 //! `max_depth`, `seconds` by `max_sleep`, texts by `max_text` (a `ValueError` beyond).
 //! These are the original's rules for tests: `ave serve` adds its own policy (which
 //! methods need a key) on top.
@@ -31,8 +31,10 @@ use ave_exceptions::{AveException, TraceFrame};
 use serde_json::Value;
 
 use crate::{
-    ConnectionInfo, Error, RemoteControl, Stopped,
+    Error,
+    client::RemoteControl,
     control::service::{Context, Params, RpcResult, Service, ServiceBuilder, params},
+    control::{ConnectionInfo, Stopped},
 };
 
 /// What the diagnostic service reports, as the original's test server wrote to its pipe.
@@ -223,7 +225,7 @@ pub fn builder(options: Options) -> ServiceBuilder {
         .on_shutdown(move |_, stopped| on_stop(Event::Shutdown(stopped.clone())))
 }
 
-/// Refuses a text longer than the server's [`max_text`](crate::Limits::max_text).
+/// Refuses a text longer than the server's [`max_text`](crate::control::Limits::max_text).
 fn check_text(ctx: &Context, what: &str, len: usize) -> RpcResult<()> {
     let max = ctx.control().limits().max_text;
     if len > max {

@@ -23,6 +23,24 @@
 //! Linux a receive never goes past a segment that carried descriptors, so traffic of one
 //! short text plus descriptors per message stays aligned. Protocols that send longer texts
 //! should frame them (the live handover of [`crate::handover`] does).
+//!
+//! # Example
+//!
+//! ```
+//! use std::{fs::File, io::Read, os::fd::AsFd};
+//!
+//! use ave_network::fdtx::{FdTx, MAX_FDS};
+//!
+//! let (sender, receiver) = FdTx::pair()?;
+//! let file = File::open("/proc/self/status")?;
+//! sender.put(b"here is a file", &[file.as_fd()])?;
+//! let received = receiver.get(64, MAX_FDS)?;
+//! assert_eq!(received.bytes, b"here is a file");
+//! let mut text = String::new();
+//! File::from(received.fds.into_iter().next().expect("one descriptor")).read_to_string(&mut text)?;
+//! assert!(text.starts_with("Name:"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::{
     fmt, fs, io,

@@ -1,4 +1,4 @@
-//! Live handover: a new process takes over a running [`Control`](crate::Control)'s listening socket and
+//! Live handover: a new process takes over a running [`Control`](crate::control::Control)'s listening socket and
 //! every live connection, and no client notices.
 //!
 //! The serving instance listens on a [`HandoverSocket`] under its home
@@ -15,7 +15,7 @@
 //!    of at most 250 descriptors;
 //! 3. the successor, holding everything but serving nothing yet, says it is ready
 //!    ([`Inheritance::commit`]); the old instance confirms, closes its copies, and its
-//!    [`Control::run`](crate::Control::run) returns [`Stopped::Replaced`](crate::Stopped::Replaced);
+//!    [`Control::run`](crate::control::Control::run) returns [`Stopped::Replaced`](crate::control::Stopped::Replaced);
 //! 4. the successor serves the listener and the connections
 //!    ([`Inherited::into_control`]). Requests sent meanwhile waited in the kernel's
 //!    buffers and are answered by the successor.
@@ -36,7 +36,9 @@
 //! use std::time::Duration;
 //!
 //! use ave_network::{
-//!     Control, Stopped, diagnostic,
+//!     Control,
+//!     control::Stopped,
+//!     diagnostic,
 //!     handover::{self, HandoverOptions, HandoverSocket},
 //! };
 //!

@@ -4,38 +4,50 @@
 //!
 //! Most users reach this crate through the facade, as `ave::network`.
 //!
-//! - [`frame`]: the 4-byte big-endian length framing, with a size limit enforced before
-//!   anything is allocated.
-//! - [`json`]: the JSON dialect of Python 2 peers (`NaN`, lone surrogates, ASCII output).
-//! - [`handshake`]: `#CHALLENGE#` + salt, HMAC-MD5 (and opt-in HMAC-SHA256), the key
-//!   table and the `preauth` rule.
-//! - [`Connection`] (tokio) and [`BlockingConnection`] (std): framed connections whose
-//!   partial input and output survive timeouts; [`find_free_port`], [`bind`].
-//! - [`Service`]: a table of RPC methods declared with a typed builder, their access rules
-//!   (`auth`, `preauth`) and hooks.
-//! - [`Control`]: the server. Every connection has its own task, so a slow call delays
-//!   only its own connection; requests are validated in the original's order with its
-//!   texts; `Exit` is answered and shuts the server down cleanly.
-//! - [`RemoteControl`] and [`BlockingRemoteControl`]: the clients, with lazy connects,
-//!   optimistic retries, one-way calls and the original's exception rebuilding.
-//! - [`diagnostic`]: the original test server's RPCs, served by `ave serve`.
+//! One module per subsystem of the original (`ave.network.*`), listed from the bottom up;
+//! a module only uses the modules above it (`cargo xtask tidy` checks it):
+//!
+//! - [`wire`]: the byte formats both sides share. [`wire::frame`]: the 4-byte big-endian
+//!   length framing, with a size limit enforced before anything is allocated;
+//!   [`wire::json`]: the JSON dialect of Python 2 peers (`NaN`, lone surrogates, ASCII
+//!   output); [`wire::handshake`]: `#CHALLENGE#` + salt, HMAC-MD5 (and opt-in
+//!   HMAC-SHA256), the key table and the `preauth` rule.
+//! - [`connection`]: [`connection::Connection`] (tokio) and
+//!   [`connection::BlockingConnection`] (std), framed connections whose partial input and
+//!   output survive timeouts; [`Address`], [`connection::find_free_port`],
+//!   [`connection::bind`], keepalive.
+//! - [`client`]: [`RemoteControl`] and [`BlockingRemoteControl`], the clients, with lazy
+//!   connects, optimistic retries, one-way calls and the original's exception rebuilding.
+//! - [`process`]: [`Process`], a function run in a forked child, optionally daemonized and
+//!   synchronized, with typed joins ([`process::ExitStatus`]), a parent-death signal and
+//!   kernel names; [`process::Daemon`] adds a pid file; [`process::Pipe`] carries framed
+//!   JSON between processes. See `ave::guide::processes`.
 //! - [`fdtx`]: open descriptors passed over Unix sockets, the original's `FdTx`.
+//! - [`control`]: [`Control`], the server, and [`Service`], a table of RPC methods
+//!   declared with a typed builder, their access rules (`auth`, `preauth`) and hooks. Every
+//!   connection has its own task, so a slow call delays only its own connection; requests
+//!   are validated in the original's order with its texts; `Exit` is answered and shuts
+//!   the server down cleanly. A [`Control`] runs in a child with
+//!   [`Control::into_process`], reaps children from its event loop
+//!   ([`control::ControlHandle::join_later`]) and writes hickup dumps on SIGUSR1
+//!   ([`control::ControlHandle::hickup`]).
 //! - [`handover`]: a new process takes over a running `Control`'s listener and live
 //!   connections, and no client notices (`ave serve --replace`,
 //!   `ave::guide::live_restart`).
-//! - [`Process`]: a function run in a forked child, optionally daemonized and
-//!   synchronized, with typed joins ([`ExitStatus`]), a parent-death signal and kernel
-//!   names; [`Daemon`] adds a pid file; [`Pipe`] carries framed JSON between processes.
-//!   A [`Control`] runs in a child with [`Control::into_process`], reaps children from its
-//!   event loop ([`ControlHandle::join_later`]) and writes hickup dumps on SIGUSR1
-//!   ([`ControlHandle::hickup`]). See `ave::guide::processes`.
+//! - [`diagnostic`]: the original test server's RPCs, served by `ave serve`.
+//!
+//! The crate root re-exports the everyday types: [`Address`], [`Control`], [`Service`],
+//! [`RemoteControl`], [`BlockingRemoteControl`], [`Process`] and [`Error`].
 //!
 //! The wire protocol is described in the guide (`ave::guide::rpc_protocol`).
 //!
 //! # Example
 //!
 //! ```
-//! use ave_network::{Control, Error, Params, RemoteControl, Service, params};
+//! use ave_network::{
+//!     Error, RemoteControl,
+//!     control::{Control, Params, Service, params},
+//! };
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Error> {
@@ -78,27 +90,12 @@ mod sys;
 pub mod systemd;
 pub mod wire;
 
-pub use crate::wire::{frame, handshake, json};
 pub use crate::{
-    client::{BlockingRemoteControl, Call, ONE_WAY_BUDGET, RemoteControl},
-    connection::{
-        Address, BlockingConnection, Connection, ConnectionParts, FreePort, KEEPALIVE_COUNT,
-        KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, LOCALHOST, OPTIMIST_RETRY, bind, configure_socket,
-        find_free_port, find_free_port_in, set_buffer_sizes,
-    },
-    control::{
-        ConnectionId, ConnectionInfo, ConnectionPhase, Context, Control, ControlBuilder,
-        ControlHandle, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_CONNECTION_OUTPUT,
-        DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_DEPTH, DEFAULT_MAX_ECHO, DEFAULT_MAX_HANDSHAKE_FRAME,
-        DEFAULT_MAX_SLEEP, DEFAULT_MAX_TEXT, DEFAULT_MAX_TOTAL_OUTPUT, DetachedConnection, Limits,
-        MIN_INTERVAL, Params, RawArgs, RpcResult, Service, ServiceBuilder, Stopped, params,
-        type_error,
-    },
+    client::{BlockingRemoteControl, RemoteControl},
+    connection::Address,
+    control::{Control, Service},
     error::Error,
-    process::{
-        ChildContext, DEFAULT_STOP_TIMEOUT, DEFAULT_SYNC_TIMEOUT, Daemon, ExitStatus, FdSet,
-        MAX_KERNEL_NAME, Pid, Pipe, Process, Signal, Target, TargetError, Termination,
-    },
+    process::Process,
 };
 
 /// Raises this process's soft limit on open descriptors to its hard limit, so a server can

@@ -24,6 +24,37 @@
 //!   a signal, the raw status at hand), and [`Process::is_alive`] does not reap, so a
 //!   later join still works;
 //! - a daemon gets a sane umask (022), and its pid is known even without `synchronize`.
+//!
+//! # Example
+//!
+//! Forking is only sound in a single-threaded process, so this example is not run as a test
+//! (the tests fork from fixture binaries instead).
+//!
+//! ```no_run
+//! use std::{fs::File, time::Duration};
+//!
+//! use ave_network::process::{Daemon, ExitStatus, Pipe, Process};
+//!
+//! // A child that reports back over a pipe.
+//! let (mut reader, writer) = Pipe::new()?.split();
+//! let mut child = Process::from_fn(move |_| {
+//!     writer.put(&"ready")?;
+//!     Ok(())
+//! });
+//! child.start(false, false)?;
+//! assert_eq!(reader.get(Some(Duration::from_secs(5)))?, "ready");
+//! assert_eq!(child.join(Some(Duration::from_secs(5)))?, ExitStatus::Exited(0));
+//!
+//! // A daemon with a pid file.
+//! let log = File::create("/var/tmp/ave-example.log")?;
+//! let daemon = Daemon::new("/var/tmp/ave-example.pid", log)?;
+//! daemon.start_fn(|child| {
+//!     child.termination().wait(None);
+//!     Ok(())
+//! })?;
+//! daemon.stop()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub(crate) mod child;
 mod daemon;
@@ -221,13 +252,13 @@ struct Started {
 /// A function run in a forked child: the original's `Process`.
 ///
 /// Dropping a `Process` neither kills nor reaps its child: join it, or hand it to a
-/// `Control` with [`ControlHandle::join_later`](crate::ControlHandle::join_later), or it
+/// `Control` with [`ControlHandle::join_later`](crate::control::ControlHandle::join_later), or it
 /// stays a zombie until this process ends. Targets are `Send` so that a `Process` can be
 /// kept in a service's state.
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use ave_network::{ExitStatus, Process};
+/// use ave_network::process::{ExitStatus, Process};
 ///
 /// let mut worker = Process::from_fn(|child| {
 ///     child.log("working");

@@ -11,9 +11,9 @@
 //! - [`listen_fds`] takes the descriptors passed through `LISTEN_FDS`, `LISTEN_PID` and
 //!   `LISTEN_FDNAMES` (socket activation, or descriptors given back from the store);
 //!   [`inherited_listener`] picks the listening TCP socket among them, for
-//!   [`ControlBuilder::listener`](crate::ControlBuilder::listener).
+//!   [`ControlBuilder::listener`](crate::control::ControlBuilder::listener).
 //! - [`supervise`] keeps a `STATUS=` line current (`serving N connections on ADDR`) and
-//!   sends `WATCHDOG=1` while a [`Control`] runs.
+//!   sends `WATCHDOG=1` while a [`Control`](crate::control::Control) runs.
 //! - [`run_notified`] does all of it for one `Control`: `FDSTORE=1` of a listener it bound
 //!   itself, `READY=1`, the status and watchdog task, and `STOPPING=1` when it stops.
 //!
@@ -59,7 +59,11 @@ use nix::sys::socket::{
     AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, sendmsg, socket,
 };
 
-use crate::{Control, ControlHandle, Error, Stopped, sys::systemd as sys};
+use crate::{
+    Error,
+    control::{Control, ControlHandle, Stopped},
+    sys::systemd as sys,
+};
 
 /// The variables of socket activation, unset once the descriptors are taken.
 const LISTEN_VARS: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
@@ -285,7 +289,7 @@ pub fn listen_fds() -> Result<Vec<InheritedFd>, Error> {
 /// A listening TCP socket passed by the service manager.
 #[derive(Debug)]
 pub struct InheritedListener {
-    /// The listener, ready for [`ControlBuilder::listener`](crate::ControlBuilder::listener).
+    /// The listener, ready for [`ControlBuilder::listener`](crate::control::ControlBuilder::listener).
     pub listener: TcpListener,
     /// Its name (`LISTEN_FDNAMES`), if any.
     pub name: Option<String>,
@@ -505,7 +509,7 @@ mod tests {
             OwnedFd::from(UnixDatagram::bind(&path).unwrap()),
         ));
         manager.set_timeout(Some(Duration::from_secs(20))).unwrap();
-        let control = Control::builder(crate::Service::builder("t").build())
+        let control = Control::builder(crate::control::Service::builder("t").build())
             .bind("127.0.0.1:0".parse().unwrap())
             .build()
             .unwrap();

@@ -7,7 +7,9 @@ use std::{
 };
 
 use ave::network::{
-    Address, BlockingConnection, BlockingRemoteControl, Call, Error, find_free_port_in,
+    Address, BlockingRemoteControl, Error,
+    client::Call,
+    connection::{BlockingConnection, find_free_port_in},
 };
 use pyo3::{
     exceptions::PyValueError,

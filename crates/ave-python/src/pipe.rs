@@ -5,7 +5,7 @@ use std::{
     sync::{Mutex, MutexGuard, PoisonError},
 };
 
-use ave::network::Pipe as RustPipe;
+use ave::network::process::Pipe as RustPipe;
 use pyo3::prelude::*;
 
 use crate::{client::seconds, convert, errors};

@@ -3,7 +3,10 @@
 
 use std::{io, sync::Mutex};
 
-use ave::network::{ChildContext, Error, FdSet, Process, Signal, Target, TargetError};
+use ave::network::{
+    Error, Process,
+    process::{ChildContext, FdSet, Signal, Target, TargetError},
+};
 use pyo3::{
     exceptions::{PyRuntimeError, PyValueError},
     prelude::*,

@@ -20,8 +20,10 @@ use std::{
 use ave::{
     exceptions::AveException,
     network::{
-        Address, Connection, ConnectionId, ConnectionInfo, Control, ControlHandle, Error, Pid,
-        RawArgs, RpcResult, Service, Stopped,
+        Address, Control, Error, Service,
+        connection::Connection,
+        control::{ConnectionId, ConnectionInfo, ControlHandle, RawArgs, RpcResult, Stopped},
+        process::Pid,
     },
 };
 use pyo3::{

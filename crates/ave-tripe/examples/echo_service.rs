@@ -24,7 +24,7 @@
 
 use std::{fs::File, os::fd::AsFd, path::PathBuf, process::ExitCode};
 
-use ave_network::{ChildContext, Daemon, Target, TargetError};
+use ave_network::process::{ChildContext, Daemon, Target, TargetError};
 use ave_tripe::{JobError, Service, ServiceProvider, ServiceRunner, StopReason};
 
 fn main() -> ExitCode {

@@ -116,6 +116,31 @@
 //! assert_eq!(received.kind(), Kind::Offline);
 //! assert_eq!(received.field("serial"), raised.field("serial"));
 //! ```
+//!
+//! The network layer keeps the original's module names (each module's page has an example):
+//!
+//! ```
+//! use ave::network::{
+//!     client::RemoteControl,
+//!     connection::BlockingConnection,
+//!     control::{Control, ControlBuilder, Service},
+//!     fdtx::FdTx,
+//!     handover::{self, HandoverSocket},
+//!     process::{Daemon, Pipe, Process},
+//! };
+//!
+//! let service: Service = Service::builder("paths").build();
+//! let builder: ControlBuilder = Control::builder(service);
+//! let control: Control = builder.build()?;
+//! let _client = RemoteControl::new(("127.0.0.1", control.port()), None);
+//! let (_ours, _theirs): (FdTx, FdTx) = FdTx::pair()?;
+//! let _pipe: Pipe = Pipe::new()?;
+//! let _socket = handover::socket_path("/home/ave".as_ref(), "ave-serve");
+//! let _types = (std::any::type_name::<BlockingConnection>(), std::any::type_name::<Process>());
+//! let _daemon = std::any::type_name::<Daemon>();
+//! let _handover = std::any::type_name::<HandoverSocket>();
+//! # Ok::<(), ave::network::Error>(())
+//! ```
 
 #[cfg(feature = "cmd")]
 #[doc(inline)]

@@ -20,10 +20,13 @@ use std::{
 
 use anyhow::Context as _;
 use ave::network::{
-    ChildContext, Control, FdSet, LOCALHOST, Params, Pipe, Process, Target, TargetError,
-    Termination, diagnostic,
+    Control, Process,
+    connection::LOCALHOST,
+    control::Params,
+    diagnostic,
     handover::{self, HandoverOptions, HandoverSocket},
-    handshake::DigestPolicy,
+    process::{ChildContext, FdSet, Pipe, Target, TargetError, Termination},
+    wire::handshake::DigestPolicy,
 };
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
@@ -54,7 +57,7 @@ pub(super) struct Prepared {
 ///
 /// If the port cannot be bound or the pipe cannot be created.
 pub(super) fn prepare(home: &Path, keys: &ave::config::Authkeys) -> anyhow::Result<Prepared> {
-    let listener = ave::network::bind(SocketAddr::new(LOCALHOST, 0))?;
+    let listener = ave::network::connection::bind(SocketAddr::new(LOCALHOST, 0))?;
     let port = listener.local_addr().context("the listener has no address")?.port();
     let (reports, writer) = Pipe::new()?.split();
     let mut keep = FdSet::new().with(&listener);
@@ -131,7 +134,7 @@ impl Target for Server {
             })
         });
         let stopped = match stopped {
-            ave::network::Stopped::Replaced => "replaced".to_owned(),
+            ave::network::control::Stopped::Replaced => "replaced".to_owned(),
             other => format!("{other:?}"),
         };
         self.report.put(&json!({ "stopped": stopped, "successor": successor }))?;

@@ -1,6 +1,6 @@
 //! Unit tests of the method table and the did-you-mean.
 
-use ave::network::{Params, Service, diagnostic};
+use ave::network::{Service, control::Params, diagnostic};
 
 use crate::methods::*;
 
@@ -23,7 +23,9 @@ fn the_table_shows_parameters_and_access() {
         })
         .rpc("secret", Params::none(), |_, ()| async { Ok(2) })
         .auth()
-        .rpc("admin_only", ave::network::params(["what"]), |_, (_w,): (String,)| async { Ok(3) })
+        .rpc("admin_only", ave::network::control::params(["what"]), |_, (_w,): (String,)| async {
+            Ok(3)
+        })
         .preauth(["admin", "root"])
         .rpc_raw("any", |_, _| async { Ok(4) })
         .build();

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ave::network::handshake::respond;
+use ave::network::wire::handshake::respond;
 use serde_json::{Value, json};
 
 use crate::serve::{Served, TempDir};

@@ -16,8 +16,9 @@ use std::{
 };
 
 use ave::network::{
-    Address, BlockingConnection,
-    handshake::{Algorithm, CHALLENGE_PREFIX, digest},
+    Address,
+    connection::BlockingConnection,
+    wire::handshake::{Algorithm, CHALLENGE_PREFIX, digest},
 };
 use serde_json::{Value, json};
 

@@ -413,7 +413,7 @@ fn restart_gap(socket_unit: bool) -> Gap {
     let mut manager = Manager::new(&dir.0);
     let (first, addr, name) = if socket_unit {
         // Like a .socket unit: the manager binds and passes the listener on each start.
-        let listener = ave::network::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = ave::network::connection::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         manager.stored.push(OwnedFd::from(listener));
         let serve = Serve::start(

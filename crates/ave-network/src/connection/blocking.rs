@@ -17,8 +17,10 @@ use crate::{
         Address, ConnectionParts, KEEP_OUTPUT, OPTIMIST_RETRY, configure_socket, connect_timeout,
         map_read_error, map_write_error,
     },
-    frame::{self, DEFAULT_MAX_FRAME, FrameBuffer},
-    json,
+    wire::{
+        frame::{self, DEFAULT_MAX_FRAME, FrameBuffer},
+        json,
+    },
 };
 
 /// A deadline for one blocking operation: `None` waits forever.

@@ -17,7 +17,7 @@ use crate::control::{Config, Control, Limits, MIN_INTERVAL, Shared};
 use crate::{
     Error,
     control::service::Service,
-    handshake::{DigestPolicy, Keys},
+    wire::handshake::{DigestPolicy, Keys},
 };
 
 /// Declares a [`Control`]; see [`Control::builder`].
@@ -45,7 +45,7 @@ impl ControlBuilder {
     }
 
     /// Serves on an existing listening socket, such as one from
-    /// [`find_free_port`](crate::find_free_port) or one inherited from another process.
+    /// [`find_free_port`](crate::connection::find_free_port) or one inherited from another process.
     #[must_use]
     pub fn listener(mut self, listener: TcpListener) -> ControlBuilder {
         self.listen = Listen::Listener(listener);
@@ -59,7 +59,7 @@ impl ControlBuilder {
     }
 
     /// Serves no listener at all: only connections added with
-    /// [`ControlHandle::add_connection`](crate::ControlHandle::add_connection) or adopted.
+    /// [`ControlHandle::add_connection`](crate::control::ControlHandle::add_connection) or adopted.
     #[must_use]
     pub fn no_listener(mut self) -> ControlBuilder {
         self.listen = Listen::Nothing;
@@ -80,7 +80,7 @@ impl ControlBuilder {
 
     /// An account and its key (the original's `alt_keys`); `None` for an account without
     /// a key (which opens `preauth` methods naming it, see
-    /// [`Keys::preauth_allows`](crate::handshake::Keys::preauth_allows)).
+    /// [`Keys::preauth_allows`](crate::wire::handshake::Keys::preauth_allows)).
     #[must_use]
     pub fn account(mut self, name: &str, key: Option<&str>) -> ControlBuilder {
         self.keys.set_account(name, key);
@@ -178,7 +178,7 @@ impl ControlBuilder {
     }
 
     /// The deepest structure a method builds for a client (default 1000); methods read it
-    /// with [`ControlHandle::limits`](crate::ControlHandle::limits).
+    /// with [`ControlHandle::limits`](crate::control::ControlHandle::limits).
     #[must_use]
     pub fn max_depth(mut self, max: u32) -> ControlBuilder {
         self.config.limits.max_depth = max;
@@ -208,7 +208,7 @@ impl ControlBuilder {
     }
 
     /// Shuts down cleanly on SIGTERM and writes a hickup dump on SIGUSR1
-    /// ([`ControlHandle::hickup`](crate::ControlHandle::hickup)) (default: off). The handlers are installed for the
+    /// ([`ControlHandle::hickup`](crate::control::ControlHandle::hickup)) (default: off). The handlers are installed for the
     /// whole process when [`Control::run`] starts. A `Control` served by a child
     /// ([`Control::into_process`]) always handles both.
     #[must_use]

@@ -15,7 +15,9 @@ use std::{
 use tokio::{io::Interest, sync::mpsc, task::JoinSet};
 
 use crate::{
-    ControlHandle, Error, ExitStatus, Pid, Process,
+    Error,
+    control::ControlHandle,
+    process::{ExitStatus, Pid, Process},
     process::{not_a_child, wait_error},
     sys::process as sys,
 };

@@ -15,8 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     control::service::{Method, RawArgs, Service, type_error},
-    handshake::Keys,
-    json,
+    wire::{handshake::Keys, json},
 };
 
 /// A validated request, or what to answer instead.

@@ -1,5 +1,5 @@
 //! [`ControlHandle`]: what methods, hooks and other tasks use to control a running
-//! [`Control`](crate::Control).
+//! [`Control`](crate::control::Control).
 
 use std::{
     fmt,
@@ -15,10 +15,14 @@ use crate::control::{
     DetachedConnection, Shared, lock,
 };
 use crate::{
-    Address, Connection, Error, control::service::Service, control::session::Phase, handshake::Keys,
+    Error,
+    connection::{Address, Connection},
+    control::service::Service,
+    control::session::Phase,
+    wire::handshake::Keys,
 };
 
-/// Controls a running (or not yet running) [`Control`](crate::Control) from anywhere: its methods, its
+/// Controls a running (or not yet running) [`Control`](crate::control::Control) from anywhere: its methods, its
 /// hooks, other tasks. Cheap to clone.
 #[derive(Clone)]
 pub struct ControlHandle {
@@ -75,7 +79,7 @@ impl ControlHandle {
         done.await.map_err(|_| Error::Invalid("the server has stopped".to_owned()))?
     }
 
-    /// Ends the event loop with [`Stopped::Replaced`](crate::Stopped::Replaced): a successor serves every
+    /// Ends the event loop with [`Stopped::Replaced`](crate::control::Stopped::Replaced): a successor serves every
     /// connection now.
     pub(crate) fn replaced(&self) {
         self.shared.send(Command::Replaced);
@@ -96,7 +100,7 @@ impl ControlHandle {
         *lock(&self.shared.local_addr)
     }
 
-    /// The bounds the server enforces ([`ControlBuilder::limits`](crate::ControlBuilder::limits)):
+    /// The bounds the server enforces ([`ControlBuilder::limits`](crate::control::ControlBuilder::limits)):
     /// methods that do work sized by a client read theirs here.
     pub fn limits(&self) -> &crate::control::Limits {
         &self.shared.config.limits
@@ -128,7 +132,7 @@ impl ControlHandle {
     /// Serves an open connection as an established one, as the original's
     /// `add_connection(conn, key)`: frames from the peer are taken as requests, and the
     /// `lost_connection` hook runs when it ends. Typically the connection of a
-    /// `RemoteControl` ([`RemoteControl::into_connection`](crate::RemoteControl::into_connection)),
+    /// `RemoteControl` ([`RemoteControl::into_connection`](crate::client::RemoteControl::into_connection)),
     /// to learn when the peer goes away. `address` defaults to the peer's address.
     ///
     /// # Errors

@@ -19,10 +19,12 @@ use std::{
 };
 
 use crate::{
-    ControlHandle, Error, Pid, Signal,
-    handshake::Keys,
+    Error,
+    control::ControlHandle,
     process::log::{ctime, now_secs, parse_stat, thread_list},
+    process::{Pid, Signal},
     sys::process as sys,
+    wire::handshake::Keys,
 };
 
 /// What a `Control`'s event loop does on SIGUSR1.
@@ -44,7 +46,7 @@ impl ControlHandle {
     /// # Errors
     ///
     /// [`Error::Invalid`] if there is no home directory (neither
-    /// [`ControlBuilder::home`](crate::ControlBuilder::home) nor `HOME`); [`Error::Io`] if
+    /// [`ControlBuilder::home`](crate::control::ControlBuilder::home) nor `HOME`); [`Error::Io`] if
     /// the folder or the file cannot be made.
     pub fn hickup(&self) -> Result<PathBuf, Error> {
         let forwarded = forward_to_children(Signal::USR1);

@@ -14,8 +14,10 @@ use std::os::fd::AsFd;
 use tokio::runtime::Runtime;
 
 use crate::{
-    ChildContext, Control, ControlHandle, Error, FdSet, Process, Target, TargetError,
+    Error,
     control::signals::ControlSignals,
+    control::{Control, ControlHandle},
+    process::{ChildContext, FdSet, Process, Target, TargetError},
 };
 
 impl Control {

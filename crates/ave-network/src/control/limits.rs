@@ -1,12 +1,12 @@
 //! [`Limits`]: every bound a `Control` enforces on what its clients send and make it hold.
 //!
-//! Each limit is a setting of [`ControlBuilder`](crate::ControlBuilder) with a default that
+//! Each limit is a setting of [`ControlBuilder`](crate::control::ControlBuilder) with a default that
 //! suits a lab service; `ave::guide::limits` has the table and what happens at each bound.
 
 use std::time::Duration;
 
-use crate::frame::DEFAULT_MAX_FRAME;
-use crate::handshake::SHA256_LEN;
+use crate::wire::frame::DEFAULT_MAX_FRAME;
+use crate::wire::handshake::SHA256_LEN;
 
 /// The default limit on concurrent connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
@@ -45,7 +45,7 @@ pub(crate) const SMALL_REPLY: usize = 4 * 1024;
 
 /// The bounds a `Control` enforces; see the module documentation and
 /// `ave::guide::limits`. Build it from [`Limits::default`] and set what you need, or use
-/// the setters of [`ControlBuilder`](crate::ControlBuilder).
+/// the setters of [`ControlBuilder`](crate::control::ControlBuilder).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {

@@ -227,7 +227,7 @@ impl Context {
     }
 
     /// The caller's address.
-    pub fn address(&self) -> &crate::Address {
+    pub fn address(&self) -> &crate::connection::Address {
         &self.conn.address
     }
 
@@ -416,7 +416,7 @@ struct Inner {
 /// Cheap to clone; give it to a `Control` to serve it.
 ///
 /// ```
-/// use ave_network::{Params, Service, params};
+/// use ave_network::control::{Params, Service, params};
 ///
 /// let service = Service::builder("greeter")
 ///     .rpc("upper", params(["message"]), |_ctx, (message,): (String,)| async move {
@@ -595,7 +595,7 @@ impl ServiceBuilder {
 
     /// Restricts the method declared last to the keys of the named accounts (the
     /// original's `@preauth`), with its anonymous rule: see
-    /// [`Keys::preauth_allows`](crate::handshake::Keys::preauth_allows).
+    /// [`Keys::preauth_allows`](crate::wire::handshake::Keys::preauth_allows).
     ///
     /// # Panics
     ///

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use tokio::{sync::OwnedSemaphorePermit, time::Instant};
 
 use crate::{
-    Connection, Error,
+    Error,
+    connection::Connection,
     control::dispatch::{self, Prepared, Request},
     control::limits::SMALL_REPLY,
     control::service::{CatchPanic, Context, RpcResult},
@@ -20,7 +21,7 @@ use crate::{
         Command, ConnShared, ConnectionInfo, ConnectionPhase, ControlHandle, DetachedConnection,
         Shared, ShutdownSignal,
     },
-    frame, handshake,
+    wire::{frame, handshake},
 };
 
 /// Where a connection task starts.

@@ -19,11 +19,12 @@ use tokio::{
 
 use crate::control::{ConnectionId, ConnectionInfo, DetachedConnection};
 use crate::{
-    Address, Connection, ConnectionParts, Error,
+    Error,
+    connection::{Address, Connection, ConnectionParts},
     control::service::Service,
     control::session::Phase,
     control::wake::Wake,
-    handshake::{DigestPolicy, Keys},
+    wire::handshake::{DigestPolicy, Keys},
 };
 
 /// The per-connection record shared between the connection's task, the table and the
@@ -141,13 +142,13 @@ pub(crate) struct Shared {
     pub(crate) shutdown: watch::Sender<Option<ShutdownSignal>>,
     pub(crate) activity: AtomicU64,
     /// Reply bytes queued and not yet written, over every connection
-    /// ([`Limits::max_total_output`](crate::Limits::max_total_output)).
+    /// ([`Limits::max_total_output`](crate::control::Limits::max_total_output)).
     pub(crate) buffered_output: std::sync::atomic::AtomicUsize,
     pub(crate) local_addr: Mutex<Option<SocketAddr>>,
     pub(crate) listening: AtomicBool,
-    /// The deferred joins ([`ControlHandle::join_later`](crate::ControlHandle::join_later)).
+    /// The deferred joins ([`ControlHandle::join_later`](crate::control::ControlHandle::join_later)).
     pub(crate) reaper: crate::control::defjoin::Reaper,
-    /// Signal handling installed before [`Control::run`](crate::Control::run) (by a child serving the Control).
+    /// Signal handling installed before [`Control::run`](crate::control::Control::run) (by a child serving the Control).
     pub(crate) signals: Mutex<Option<crate::control::signals::ControlSignals>>,
 }
 

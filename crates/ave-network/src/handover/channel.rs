@@ -13,7 +13,9 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Address, ConnectionParts, ConnectionPhase, DetachedConnection, Error,
+    Error,
+    connection::{Address, ConnectionParts},
+    control::{ConnectionPhase, DetachedConnection},
     fdtx::{self, AsyncFdTx},
 };
 

@@ -12,7 +12,8 @@ use std::{
 use ave_exceptions::NetworkError;
 
 use crate::{
-    Control, ControlBuilder, DetachedConnection, Error,
+    Error,
+    control::{Control, ControlBuilder, DetachedConnection},
     handover::{
         PROTOCOL_VERSION,
         channel::{Channel, Header, check_peer, unexpected},
@@ -112,7 +113,7 @@ impl Inherited {
     ///
     /// # Errors
     ///
-    /// As [`ControlBuilder::build`] and [`ControlHandle::adopt_connection`](crate::ControlHandle::adopt_connection).
+    /// As [`ControlBuilder::build`] and [`ControlHandle::adopt_connection`](crate::control::ControlHandle::adopt_connection).
     pub fn into_control(self, builder: ControlBuilder) -> Result<Control, Error> {
         let builder = match self.listener {
             Some(l) => builder.listener(l),

@@ -14,7 +14,8 @@ use ave_exceptions::NetworkError;
 use tokio::task::JoinSet;
 
 use crate::{
-    ControlHandle, DetachedConnection, Error,
+    Error,
+    control::{ControlHandle, DetachedConnection},
     handover::{
         HandoverOptions, PROTOCOL_VERSION, Successor,
         channel::{Channel, ConnState, Header, unexpected},
@@ -220,7 +221,10 @@ mod tests {
     use std::net::TcpStream;
 
     use super::*;
-    use crate::{Address, ConnectionParts, ConnectionPhase};
+    use crate::{
+        connection::{Address, ConnectionParts},
+        control::ConnectionPhase,
+    };
 
     #[test]
     fn batches_respect_the_descriptor_and_size_limits() {

@@ -11,7 +11,9 @@ use std::{
 };
 
 use crate::{
-    Control, ControlHandle, Error, Stopped, fdtx,
+    Error,
+    control::{Control, ControlHandle, Stopped},
+    fdtx,
     handover::{HandoverOptions, Successor, channel::check_peer, old::hand_over},
 };
 

@@ -18,7 +18,7 @@ use std::{
 use nix::sys::signal::{SigSet, Signal as NixSignal};
 
 use crate::{
-    Pipe,
+    process::Pipe,
     process::log::log_line,
     process::{
         FORKED, FdSet, ForkState, Pid, Settings, Signal, Target, TargetError, fork_lock,
@@ -83,13 +83,13 @@ impl ChildContext {
     }
 
     /// The signal to get when the parent dies, as configured
-    /// ([`Process::death_signal`](crate::Process::death_signal)); the default
+    /// ([`Process::death_signal`](crate::process::Process::death_signal)); the default
     /// initialization sets it.
     pub fn death_signal(&self) -> Option<Signal> {
         self.death_signal
     }
 
-    /// The descriptors given to [`Process::keep_fd`](crate::Process::keep_fd).
+    /// The descriptors given to [`Process::keep_fd`](crate::process::Process::keep_fd).
     pub fn kept_fds(&self) -> &FdSet {
         &self.keep
     }

@@ -22,7 +22,8 @@ use std::{
 };
 
 use crate::{
-    ChildContext, Error, FdSet, Pid, Process, Signal, Target, TargetError,
+    Error,
+    process::{ChildContext, FdSet, Pid, Process, Signal, Target, TargetError},
     process::{kernel_name, wait_readable},
     sys::process as sys,
 };
@@ -34,7 +35,7 @@ pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// ```no_run
 /// use std::fs::File;
-/// use ave_network::Daemon;
+/// use ave_network::process::Daemon;
 ///
 /// let log = File::options().create(true).append(true).open("/var/tmp/ave-example.log")?;
 /// let daemon = Daemon::new("/var/tmp/ave-example.pid", log)?.name("ave-example");

@@ -26,7 +26,7 @@ impl ForkState {
 
 static FORK: Mutex<ForkState> = Mutex::new(ForkState { parked: Vec::new() });
 
-/// Whether this process is a child started by [`Process::start`](crate::Process::start).
+/// Whether this process is a child started by [`Process::start`](crate::process::Process::start).
 pub(crate) static FORKED: AtomicBool = AtomicBool::new(false);
 
 /// Taken around every fork, and by parked threads whenever they do anything.
@@ -34,7 +34,7 @@ pub(crate) fn fork_lock() -> MutexGuard<'static, ForkState> {
     FORK.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Whether this process is a child started by [`Process::start`](crate::Process::start) (its inherited runtime
+/// Whether this process is a child started by [`Process::start`](crate::process::Process::start) (its inherited runtime
 /// state, such as tokio's signal handling, is not usable).
 pub(crate) fn is_forked_child() -> bool {
     FORKED.load(Ordering::Relaxed)

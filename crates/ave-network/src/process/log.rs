@@ -8,7 +8,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use crate::{Pid, sys::process as sys};
+use crate::{process::Pid, sys::process as sys};
 
 /// A log line in the original's format: `<ctime> <name> <pid> -- <message>\n`, with the C
 /// `asctime` layout in local time (`Sun Nov 22 00:23:30 2026`).

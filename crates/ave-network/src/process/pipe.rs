@@ -2,7 +2,7 @@
 //! read loop done right.
 //!
 //! Frames are the RPC protocol's: a 4-byte big-endian length, then that many bytes of JSON
-//! (the Python 2 dialect of [`crate::json`]). Unlike the original, a read never asks for
+//! (the Python 2 dialect of [`crate::wire::json`]). Unlike the original, a read never asks for
 //! more than the rest of the current frame (so it never eats into the next one), keeps
 //! what has arrived across calls and timeouts, and delivers data that is still in the pipe
 //! when the writer has gone; a write loops until the whole frame is out.
@@ -24,8 +24,10 @@ use serde_json::Value;
 
 use crate::{
     Error,
-    frame::{DEFAULT_MAX_FRAME, HEADER_LEN},
-    json,
+    wire::{
+        frame::{DEFAULT_MAX_FRAME, HEADER_LEN},
+        json,
+    },
 };
 
 /// Framed JSON messages over an anonymous pipe: one process (or thread) writes with
@@ -37,7 +39,7 @@ use crate::{
 ///
 /// ```
 /// use std::time::Duration;
-/// use ave_network::Pipe;
+/// use ave_network::process::Pipe;
 ///
 /// let mut pipe = Pipe::new()?;
 /// pipe.put(&"hello")?;

@@ -14,7 +14,7 @@ use std::{borrow::Cow, io};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{Error, frame};
+use crate::{Error, wire::frame};
 
 /// Parses a payload in the wire's JSON dialect.
 ///

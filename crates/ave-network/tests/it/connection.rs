@@ -8,7 +8,10 @@ use std::{
 };
 
 use ave_network::{
-    Address, BlockingConnection, Connection, LOCALHOST, bind, find_free_port, set_buffer_sizes,
+    Address,
+    connection::{
+        BlockingConnection, Connection, LOCALHOST, bind, find_free_port, set_buffer_sizes,
+    },
 };
 
 use crate::T;
@@ -209,7 +212,7 @@ async fn async_reads_are_cancellation_safe() {
         let mut conn = Connection::from_tokio(stream).unwrap();
         conn.queue(b"first").unwrap();
         let mut bytes = Vec::new();
-        ave_network::frame::encode(b"second", &mut bytes).unwrap();
+        ave_network::wire::frame::encode(b"second", &mut bytes).unwrap();
         // Half of the second frame now, the rest later.
         conn.flush().await.unwrap();
         use tokio::io::AsyncWriteExt;

@@ -9,8 +9,10 @@ use std::{
 
 use ave_exceptions::Kind;
 use ave_network::{
-    Address, BlockingConnection, ConnectionInfo, Error, LOCALHOST, Params, RemoteControl, Service,
-    Stopped, diagnostic::Event, find_free_port, params,
+    Address, Error, RemoteControl, Service,
+    connection::{BlockingConnection, LOCALHOST, find_free_port},
+    control::{ConnectionInfo, Params, Stopped, params},
+    diagnostic::Event,
 };
 use serde_json::{Value, json};
 
@@ -315,11 +317,11 @@ fn each_connection_is_strictly_ordered() {
     let calls = [json!(["sleep", [0.2]]), json!(["sync_ping", ["one"]]), json!(["upper", ["two"]])];
     for call in &calls {
         let request = json!({"method": call[0], "params": {"vargs": call[1], "kwargs": {}}});
-        ave_network::frame::encode(request.to_string().as_bytes(), &mut batch).unwrap();
+        ave_network::wire::frame::encode(request.to_string().as_bytes(), &mut batch).unwrap();
     }
     probe.conn.write(&batch, T).unwrap();
     let replies: Vec<Value> =
-        (0..3).map(|_| ave_network::json::parse(&probe.recv()).unwrap()).collect();
+        (0..3).map(|_| ave_network::wire::json::parse(&probe.recv()).unwrap()).collect();
     assert_eq!(
         replies,
         [json!({"result": null}), json!({"result": "one"}), json!({"result": "TWO"})]

@@ -4,10 +4,14 @@
 use std::time::Duration;
 
 use ave_network::{
-    Address, BlockingConnection, Stopped,
+    Address,
+    connection::BlockingConnection,
+    control::Stopped,
     diagnostic::Event,
-    handshake::{Algorithm, CHALLENGE_PREFIX, digest},
-    json,
+    wire::{
+        handshake::{Algorithm, CHALLENGE_PREFIX, digest},
+        json,
+    },
 };
 use serde_json::{Value, json};
 
@@ -90,7 +94,7 @@ fn b14_exit_keeps_non_ascii_text() {
 /// a call from another client served between the pieces.
 fn send_in_pieces(conn: &mut BlockingConnection, payload: &[u8], other: &mut Probe) {
     let mut framed = Vec::new();
-    ave_network::frame::encode(payload, &mut framed).unwrap();
+    ave_network::wire::frame::encode(payload, &mut framed).unwrap();
     let pieces = [&framed[..2], &framed[2..4], &framed[4..9], &framed[9..]];
     for piece in pieces {
         conn.write(piece, T).unwrap();
@@ -207,7 +211,7 @@ fn b16_run_external() {
 
 #[test]
 fn sha256_is_offered_when_configured() {
-    use ave_network::handshake::{DigestPolicy, SHA256_MARKER, respond};
+    use ave_network::wire::handshake::{DigestPolicy, SHA256_MARKER, respond};
     for (policy, md5_ok) in [(DigestPolicy::Any, true), (DigestPolicy::Sha256, false)] {
         let (server, _events) = diagnostic(|b| b.authkey(Some("k")).digest(policy));
         let mut new = Probe::connect(server.port);

@@ -9,7 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ave_network::{Daemon, Error, Pid};
+use ave_network::{
+    Error,
+    process::{Daemon, Pid},
+};
 
 use crate::{TempDir, python3};
 

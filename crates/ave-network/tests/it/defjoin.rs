@@ -9,7 +9,10 @@ use std::{
     time::Duration,
 };
 
-use ave_network::{Control, ExitStatus, Pid, Process, Service, Signal};
+use ave_network::{
+    Control, Process, Service,
+    process::{ExitStatus, Pid, Signal},
+};
 
 use crate::Server;
 

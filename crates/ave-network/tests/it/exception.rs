@@ -76,13 +76,13 @@ async fn t4_proxy_chain_keeps_the_origin_trace() {
 #[tokio::test]
 async fn a_panicking_method_answers_and_the_connection_lives() {
     let service = ave_network::Service::builder("p")
-        .rpc("boom", ave_network::Params::none(), |_, ()| async {
+        .rpc("boom", ave_network::control::Params::none(), |_, ()| async {
             if true {
                 panic!("kaboom");
             }
             Ok(())
         })
-        .rpc("ok", ave_network::Params::none(), |_, ()| async { Ok("fine") })
+        .rpc("ok", ave_network::control::Params::none(), |_, ()| async { Ok("fine") })
         .build();
     let server = Server::start(service, |b| b);
     let remote = RemoteControl::new(server.address(), None).with_timeout(T);

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use ave_network::{
-    ConnectionPhase, Params,
+    control::{ConnectionPhase, Params},
     diagnostic::Event,
-    handshake::{Algorithm, CHALLENGE_PREFIX, digest},
+    wire::handshake::{Algorithm, CHALLENGE_PREFIX, digest},
 };
 use serde_json::json;
 
@@ -28,7 +28,7 @@ async fn an_established_connection_moves_with_its_partial_input() {
     let mut probe = Probe::authenticated(a.port, Some("k"));
     assert_eq!(probe.call("which", json!([]), json!({})), json!({"result": "A"}));
     let mut request = Vec::new();
-    ave_network::frame::encode(
+    ave_network::wire::frame::encode(
         br#"{"method": "whoami", "params": {"vargs": [], "kwargs": {}}}"#,
         &mut request,
     )
@@ -44,7 +44,7 @@ async fn an_established_connection_moves_with_its_partial_input() {
     b.handle.adopt_connection(detached).unwrap();
 
     probe.conn.write(tail, T).unwrap();
-    assert_eq!(ave_network::json::parse(&probe.recv()).unwrap(), json!({"result": "k"}));
+    assert_eq!(ave_network::wire::json::parse(&probe.recv()).unwrap(), json!({"result": "k"}));
     assert_eq!(probe.call("which", json!([]), json!({})), json!({"result": "B"}));
     assert!(
         !a_events

@@ -11,9 +11,10 @@ use std::{
 };
 
 use ave_network::{
-    ConnectionPhase, Control, Error, Params, Service, Stopped,
+    Control, Error, Service,
+    control::{ConnectionPhase, Params, Stopped},
     handover::{self, HandoverOptions, HandoverSocket, Successor},
-    handshake::{Algorithm, CHALLENGE_PREFIX, digest},
+    wire::handshake::{Algorithm, CHALLENGE_PREFIX, digest},
 };
 use serde_json::json;
 
@@ -26,7 +27,7 @@ fn service(name: &'static str, started: Option<mpsc::Sender<()>>) -> Service {
     let started = Arc::new(Mutex::new(started));
     ave_network::diagnostic::builder(options)
         .rpc("which", Params::none(), move |_, ()| async move { Ok(name) })
-        .rpc("hold", ave_network::params(["seconds"]), move |_, (seconds,): (f64,)| {
+        .rpc("hold", ave_network::control::params(["seconds"]), move |_, (seconds,): (f64,)| {
             if let Some(tx) = started.lock().unwrap().as_ref() {
                 let _ = tx.send(());
             }
@@ -83,7 +84,7 @@ fn a_successor_takes_over_mid_frame_and_mid_handshake() {
     let mut half = Probe::authenticated(a.port, Some("k"));
     assert_eq!(which(&mut half), json!({"result": "A"}));
     let mut request = Vec::new();
-    ave_network::frame::encode(
+    ave_network::wire::frame::encode(
         br#"{"method": "whoami", "params": {"vargs": [], "kwargs": {}}}"#,
         &mut request,
     )
@@ -123,9 +124,9 @@ fn a_successor_takes_over_mid_frame_and_mid_handshake() {
     assert_eq!(a.join(), Stopped::Replaced);
 
     half.conn.write(tail, T).unwrap();
-    assert_eq!(ave_network::json::parse(&half.recv()).unwrap(), json!({"result": "k"}));
+    assert_eq!(ave_network::wire::json::parse(&half.recv()).unwrap(), json!({"result": "k"}));
     assert_eq!(which(&mut half), json!({"result": "B"}));
-    assert_eq!(ave_network::json::parse(&anonymous.recv()).unwrap(), json!({"result": "B"}));
+    assert_eq!(ave_network::wire::json::parse(&anonymous.recv()).unwrap(), json!({"result": "B"}));
     assert_eq!(anonymous.call("whoami", json!([]), json!({})), json!({"result": null}));
     greeting.send(&digest(Algorithm::Md5, b"k", &challenge[CHALLENGE_PREFIX.len()..]));
     assert_eq!(greeting.recv(), br#"{"authenticated": true}"#);
@@ -180,7 +181,7 @@ fn a_successor_that_dies_before_committing_changes_nothing() {
     // The successor goes away with the descriptors: the old instance takes everything back
     // and answers the request that waited.
     drop(inheritance);
-    assert_eq!(ave_network::json::parse(&client.recv()).unwrap(), json!({"result": "A"}));
+    assert_eq!(ave_network::wire::json::parse(&client.recv()).unwrap(), json!({"result": "A"}));
     let mut newcomer = Probe::authenticated(a.port, Some("k"));
     assert_eq!(which(&mut newcomer), json!({"result": "A"}));
     assert_eq!(a.handle.connections().len(), 2);
@@ -234,7 +235,7 @@ fn a_call_that_does_not_finish_in_time_refuses_the_handover() {
     assert!(err.to_string().contains("1 connection(s) still in a call"), "{err}");
     // Nothing moved: the call completes, everyone is served by the old instance.
     assert_eq!(which(&mut idle), json!({"result": "A"}));
-    assert_eq!(ave_network::json::parse(&busy.recv()).unwrap(), json!({"result": "held"}));
+    assert_eq!(ave_network::wire::json::parse(&busy.recv()).unwrap(), json!({"result": "held"}));
     assert_eq!(which(&mut busy), json!({"result": "A"}));
     let mut newcomer = Probe::authenticated(a.port, Some("k"));
     assert_eq!(which(&mut newcomer), json!({"result": "A"}));

@@ -1,5 +1,5 @@
 //! Hardening at the library level (the binary's side is in ave-cli's `hardening` tests):
-//! the bounds of [`ave_network::Limits`], each test named after the finding it covers.
+//! the bounds of [`ave_network::control::Limits`], each test named after the finding it covers.
 
 use std::time::Duration;
 

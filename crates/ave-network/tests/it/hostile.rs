@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::{Probe, T, diagnostic, enough_descriptors};
 
 fn invalid_rpc(mut probe: Probe) -> serde_json::Value {
-    let reply = ave_network::json::parse(&probe.recv()).unwrap();
+    let reply = ave_network::wire::json::parse(&probe.recv()).unwrap();
     assert!(probe.closed_within(Duration::from_secs(2)), "disconnected after an invalid RPC");
     reply
 }
@@ -86,7 +86,7 @@ fn truncated_frames_and_garbage() {
         let mut payload: Vec<u8> = (0..len).map(|_| next() as u8).collect();
         payload[0] = b'#';
         probe.send(&payload);
-        let reply = ave_network::json::parse(&probe.recv()).unwrap();
+        let reply = ave_network::wire::json::parse(&probe.recv()).unwrap();
         assert!(reply["exception"].as_str().unwrap().starts_with("malformed JSON: "), "{reply}");
     }
     let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
@@ -96,7 +96,7 @@ fn truncated_frames_and_garbage() {
         probe.request("{\"method\": \"\u{00e5}\u{00e4}\u{00f6}\u{1d11e}\", \"params\": {}}");
     assert_eq!(reply, json!({"exception": "no such RPC: \u{00e5}\u{00e4}\u{00f6}\u{1d11e}"}));
     probe.send(b"{\"method\": \"\xff\xfe\", \"params\": {}}");
-    let reply = ave_network::json::parse(&probe.recv()).unwrap();
+    let reply = ave_network::wire::json::parse(&probe.recv()).unwrap();
     assert!(
         reply["exception"]
             .as_str()

@@ -35,10 +35,14 @@ use std::{
 };
 
 use ave_network::{
-    Address, BlockingConnection, Control, ControlBuilder, ControlHandle, Error, Service, Stopped,
+    Address, Control, Error, Service,
+    connection::BlockingConnection,
+    control::{ControlBuilder, ControlHandle, Stopped},
     diagnostic::{self, Event},
-    handshake::{self, Algorithm, CHALLENGE_PREFIX},
-    json,
+    wire::{
+        handshake::{self, Algorithm, CHALLENGE_PREFIX},
+        json,
+    },
 };
 use serde_json::{Value, json};
 

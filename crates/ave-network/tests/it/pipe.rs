@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ave_network::{Error, Pipe};
+use ave_network::{Error, process::Pipe};
 use serde_json::{Value, json};
 
 use crate::{T, python3};

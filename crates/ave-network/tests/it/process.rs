@@ -5,7 +5,10 @@
 use std::sync::mpsc;
 
 use ave_exceptions::{AveException, Kind, ProcessError};
-use ave_network::{Error, ExitStatus, Process, Signal};
+use ave_network::{
+    Error, Process,
+    process::{ExitStatus, Signal},
+};
 
 #[test]
 fn a_process_with_other_threads_is_not_forked() {

@@ -5,7 +5,9 @@
 use std::{process::Output, time::Duration};
 
 use ave_exceptions::Kind;
-use ave_network::{BlockingRemoteControl, RemoteControl, Stopped, handshake::DigestPolicy};
+use ave_network::{
+    BlockingRemoteControl, RemoteControl, control::Stopped, wire::handshake::DigestPolicy,
+};
 use serde_json::{Value, json};
 
 use crate::{PythonServer, T, diagnostic, peer, python3};

@@ -5,9 +5,12 @@
 use std::time::Duration;
 
 use ave_network::{
-    BlockingConnection, Params,
-    handshake::{self, Algorithm, DigestPolicy, Keys, SALT_LEN},
-    json,
+    connection::BlockingConnection,
+    control::Params,
+    wire::{
+        handshake::{self, Algorithm, DigestPolicy, Keys, SALT_LEN},
+        json,
+    },
 };
 use serde_json::{Value, json};
 
@@ -52,7 +55,7 @@ fn the_original_clients_requests_are_served() {
         let payload = case["frame_payload"].as_str().unwrap();
         let call = &case["call"];
         // Our client writes the same request.
-        let mut ours = ave_network::Call::new(call["method"].as_str().unwrap())
+        let mut ours = ave_network::client::Call::new(call["method"].as_str().unwrap())
             .args(call["vargs"].as_array().unwrap().iter().cloned());
         for (k, value) in call["kwargs"].as_object().unwrap() {
             if k == "__async__" {
@@ -189,7 +192,7 @@ fn the_control_transcript_replays() {
                 assert_matches(&reply, &json::parse(response.as_bytes()).unwrap(), note);
                 if note.starts_with("Exit") {
                     assert!(probe.closed_within(Duration::from_secs(2)), "{note}");
-                    assert!(matches!(server.join(), ave_network::Stopped::Exit(_)));
+                    assert!(matches!(server.join(), ave_network::control::Stopped::Exit(_)));
                     exited = true;
                 }
             }
