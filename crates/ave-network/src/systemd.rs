@@ -13,7 +13,7 @@
 //!   [`inherited_listener`] picks the listening TCP socket among them, for
 //!   [`ControlBuilder::listener`](crate::control::ControlBuilder::listener).
 //! - [`supervise`] keeps a `STATUS=` line current (`serving N connections on ADDR`) and
-//!   sends `WATCHDOG=1` while a [`Control`](crate::control::Control) runs.
+//!   sends `WATCHDOG=1` while a [`Control`] runs.
 //! - [`run_notified`] does all of it for one `Control`: `FDSTORE=1` of a listener it bound
 //!   itself, `READY=1`, the status and watchdog task, and `STOPPING=1` when it stops.
 //!
