@@ -372,6 +372,7 @@ struct Worker<'py, 'a> {
     peers: HashMap<u64, Bound<'py, Peer>>,
     established: Option<Bound<'py, PyDict>>,
     details: Option<Bound<'py, PyAny>>,
+    exit: Option<Bound<'py, PyAny>>,
 }
 
 impl<'py, 'a> Worker<'py, 'a> {
@@ -380,7 +381,8 @@ impl<'py, 'a> Worker<'py, 'a> {
             obj.getattr("established").ok().and_then(|d| d.cast_into::<PyDict>().ok());
         let details =
             py.import("ave.network.control").and_then(|m| m.getattr("_exception_details")).ok();
-        Worker { py, obj, peers: HashMap::new(), established, details }
+        let exit = py.import("ave.exceptions").and_then(|m| m.getattr("Exit")).ok();
+        Worker { py, obj, peers: HashMap::new(), established, details, exit }
     }
 
     /// Runs jobs until the server reports its end.
@@ -488,7 +490,12 @@ impl<'py, 'a> Worker<'py, 'a> {
             .as_ref()
             .and_then(|f| f.call1((value, traceback)).ok())
             .and_then(|d| convert::to_value(&d).ok());
+        // An `Exit` the method raised (its own, or one it relays) stops the server, as in
+        // the original; exceptions rebuilt from data never do by themselves.
+        let is_exit =
+            self.exit.as_ref().is_some_and(|exit| value.is_instance(exit).unwrap_or(false));
         match details {
+            Some(details) if is_exit => AveException::from_wire(&details).into_stop_request(),
             Some(details) => AveException::from_wire(&details),
             None => {
                 let type_name = value
