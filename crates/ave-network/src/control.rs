@@ -165,7 +165,7 @@ pub enum Stopped {
     /// [`ControlHandle::shutdown`] was called; the details, if any, were sent to every
     /// connection.
     Shutdown(Option<AveException>),
-    /// A termination signal arrived (SIGTERM, with [`ControlBuilder::handle_signals`]).
+    /// A termination signal arrived (SIGTERM or SIGHUP, with [`ControlBuilder::handle_signals`]).
     Signal(i32),
     /// A successor took over the listener and every connection
     /// ([`crate::handover`]); nothing was closed.
@@ -354,7 +354,7 @@ impl Control {
                     Some(Command::Replaced) => break Stopped::Replaced,
                 },
                 Some(signal) = crate::control::signals::next(&mut signals) => match signal {
-                    crate::control::signals::ControlSignal::Terminate => break Stopped::Signal(nix::libc::SIGTERM),
+                    crate::control::signals::ControlSignal::Terminate(n) => break Stopped::Signal(n),
                     crate::control::signals::ControlSignal::Hickup => crate::control::hickup::on_signal(&handle),
                 },
                 (pid, joined) = crate::control::defjoin::next(&mut reaper) => {

@@ -387,3 +387,15 @@ fn wait_exit(child: &mut Child, lines: &mpsc::Receiver<String>) -> ExitStatus {
         }
     }
 }
+
+#[test]
+fn f11_sighup_stops_cleanly_and_removes_the_handover_socket() {
+    let home = TempDir::new("sighup");
+    let (mut child, port, lines) = serve_home(&home.0, &[]);
+    assert!(Raw::handshake(port, None).0.call("sync_ping", json!([]))["result"] == "pong");
+    assert!(handover_socket(&home.0).exists());
+    let status = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    assert_eq!(wait_exit(&mut child, &lines).code(), Some(0));
+    assert!(!handover_socket(&home.0).exists(), "a stale handover socket is left");
+}

@@ -207,10 +207,10 @@ impl ControlBuilder {
         self
     }
 
-    /// Shuts down cleanly on SIGTERM and writes a hickup dump on SIGUSR1
+    /// Shuts down cleanly on SIGTERM and SIGHUP, and writes a hickup dump on SIGUSR1
     /// ([`ControlHandle::hickup`](crate::control::ControlHandle::hickup)) (default: off). The handlers are installed for the
     /// whole process when [`Control::run`] starts. A `Control` served by a child
-    /// ([`Control::into_process`]) always handles both.
+    /// ([`Control::into_process`]) always handles all three.
     #[must_use]
     pub fn handle_signals(mut self, on: bool) -> ControlBuilder {
         self.config.handle_signals = on;

@@ -1,5 +1,5 @@
-//! The signals a `Control` handles, outside signal context: SIGTERM (a clean shutdown)
-//! and SIGUSR1 (a hickup dump).
+//! The signals a `Control` handles, outside signal context: SIGTERM and SIGHUP (a clean
+//! shutdown) and SIGUSR1 (a hickup dump).
 //!
 //! Two sources, one stream of [`ControlSignal`]s:
 //! - in the process that started the program, tokio's signal handling (a handler that
@@ -20,8 +20,8 @@ use tokio::io::unix::AsyncFd;
 /// What a signal asks a `Control` to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ControlSignal {
-    /// SIGTERM: shut down cleanly.
-    Terminate,
+    /// SIGTERM or SIGHUP (this number): shut down cleanly.
+    Terminate(i32),
     /// SIGUSR1: write a hickup dump and forward the signal to `ave-` children.
     Hickup,
 }
@@ -32,7 +32,11 @@ pub(crate) struct ControlSignals(Source);
 
 #[derive(Debug)]
 enum Source {
-    Tokio { terminate: tokio::signal::unix::Signal, hickup: tokio::signal::unix::Signal },
+    Tokio {
+        terminate: tokio::signal::unix::Signal,
+        hangup: tokio::signal::unix::Signal,
+        hickup: tokio::signal::unix::Signal,
+    },
     Fd(AsyncFd<SignalFd>),
 }
 
@@ -52,15 +56,17 @@ impl ControlSignals {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(ControlSignals(Source::Tokio {
             terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
             hickup: signal(SignalKind::user_defined1())?,
         }))
     }
 
-    /// A signalfd; SIGTERM and SIGUSR1 are blocked in the calling thread (and the threads
+    /// A signalfd; SIGTERM, SIGHUP and SIGUSR1 are blocked in the calling thread (and the threads
     /// it starts later), so they are only ever read from it.
     pub(crate) fn signalfd() -> io::Result<ControlSignals> {
         let mut set = SigSet::empty();
         set.add(Signal::SIGTERM);
+        set.add(Signal::SIGHUP);
         set.add(Signal::SIGUSR1);
         set.thread_block()?;
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
@@ -70,8 +76,9 @@ impl ControlSignals {
     /// The next signal; `None` if the source is gone.
     pub(crate) async fn next(&mut self) -> Option<ControlSignal> {
         match &mut self.0 {
-            Source::Tokio { terminate, hickup } => tokio::select! {
-                got = terminate.recv() => got.map(|()| ControlSignal::Terminate),
+            Source::Tokio { terminate, hangup, hickup } => tokio::select! {
+                got = terminate.recv() => got.map(|()| ControlSignal::Terminate(nix::libc::SIGTERM)),
+                got = hangup.recv() => got.map(|()| ControlSignal::Terminate(nix::libc::SIGHUP)),
                 got = hickup.recv() => got.map(|()| ControlSignal::Hickup),
             },
             Source::Fd(fd) => loop {
@@ -79,8 +86,8 @@ impl ControlSignals {
                 match ready.get_inner().read_signal() {
                     Ok(Some(info)) => {
                         let number = i32::try_from(info.ssi_signo).unwrap_or(0);
-                        if number == nix::libc::SIGTERM {
-                            return Some(ControlSignal::Terminate);
+                        if number == nix::libc::SIGTERM || number == nix::libc::SIGHUP {
+                            return Some(ControlSignal::Terminate(number));
                         }
                         if number == nix::libc::SIGUSR1 {
                             return Some(ControlSignal::Hickup);
