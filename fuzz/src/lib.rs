@@ -17,7 +17,7 @@
 //! | `tripe_line` | the TrIPE server-line parser; `INFO` lines give back their words |
 
 use arbitrary::Unstructured;
-use ave_network::{
+use ave_network::wire::{
     frame::{FrameBuffer, HEADER_LEN, encode},
     handshake::{self, DigestPolicy, Keys, SALT_LEN},
     json,
