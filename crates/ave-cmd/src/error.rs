@@ -122,7 +122,7 @@ impl Error {
 impl From<Error> for AveException {
     #[track_caller]
     fn from(error: Error) -> AveException {
-        let message = error_chain(&error);
+        let message = ave_exceptions::error_chain(&error);
         match error {
             Error::Timeout { cmd, output, .. } => AveException::timeout("command timed out")
                 .with_field("cmd", Value::from(cmd))
@@ -139,18 +139,6 @@ impl From<Error> for AveException {
             }
         }
     }
-}
-
-/// The error's message followed by those of its sources.
-fn error_chain(error: &Error) -> String {
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// The operating system's text for an error, without Rust's `(os error N)` suffix.

@@ -20,6 +20,8 @@
 //!   `Unwaitable`, ...), which are detected locally rather than received.
 //! - [`python_repr`] and [`python2_repr`]: Python's `repr` of a JSON value, which some
 //!   fixed error texts of the original embed.
+//! - [`ErrorChain`] and [`error_chain`]: any error with its causes on one line
+//!   (`outer: inner: innermost`), the one formatter the workspace's logs and messages use.
 //!
 //! # Example
 //!
@@ -48,6 +50,7 @@
 //! assert_eq!(validation.message(), "no such RPC: nope");
 //! ```
 
+mod chain;
 mod error;
 mod exception;
 mod kind;
@@ -56,6 +59,7 @@ mod repr;
 mod trace;
 
 pub use crate::{
+    chain::{ErrorChain, error_chain},
     error::DetailsError,
     exception::{AveException, Details},
     kind::Kind,

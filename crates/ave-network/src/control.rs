@@ -371,7 +371,7 @@ impl Control {
                                     let task = session::Session::new(shared.clone(), conn, io, Some(permit));
                                     tasks.spawn(task.run(Phase::Greeting));
                                 }
-                                Err(e) => tracing::debug!(error = %crate::error::error_chain(&e), "dropping a new connection"),
+                                Err(e) => tracing::debug!(error = %ave_exceptions::error_chain(&e), "dropping a new connection"),
                             }
                         }
                         Err(e) => {
@@ -478,7 +478,7 @@ fn spawn_adopted(
             tasks.spawn(task.run(adoption.phase));
         }
         Err(e) => {
-            tracing::warn!(error = %crate::error::error_chain(&e), "cannot adopt a connection");
+            tracing::warn!(error = %ave_exceptions::error_chain(&e), "cannot adopt a connection");
             shared.forget(adoption.conn.id);
         }
     }

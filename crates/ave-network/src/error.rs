@@ -111,21 +111,9 @@ impl From<Error> for AveException {
             Error::Network(network) => network.into(),
             Error::Process(process) => process.into(),
             Error::Timeout(message) => AveException::timeout(message),
-            other => AveException::custom("Exception", error_chain(&other)),
+            other => AveException::custom("Exception", ave_exceptions::error_chain(&other)),
         }
     }
-}
-
-/// An error and its causes as one line, `outer: inner: innermost`.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

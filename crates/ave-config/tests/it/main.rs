@@ -38,16 +38,7 @@ impl Drop for TempHome {
 }
 
 /// An error and its sources, joined by ": ".
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+pub(crate) use ave_exceptions::error_chain as chain;
 
 /// The name of the user running the tests.
 pub(crate) fn current_user_name() -> String {

@@ -138,7 +138,7 @@ pub(crate) fn joined(handle: &ControlHandle, pid: Pid, joined: Result<ExitStatus
         Err(e) => {
             let (kind, message) = match &e {
                 Error::Process(p) => (p.type_name().to_owned(), p.message().to_owned()),
-                other => ("Exception".to_owned(), crate::error::error_chain(other)),
+                other => ("Exception".to_owned(), ave_exceptions::error_chain(other)),
             };
             tracing::error!("ERROR: {kind}({message}) when joining {pid}");
         }

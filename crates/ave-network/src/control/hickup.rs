@@ -33,7 +33,7 @@ pub(crate) fn on_signal(handle: &ControlHandle) {
         Ok(path) => tracing::info!(path = %path.display(), "wrote a hickup dump"),
         Err(e) => tracing::error!(
             "ERROR: could not write a hickup dump: {}",
-            crate::error::error_chain(&e)
+            ave_exceptions::error_chain(&e)
         ),
     }
 }

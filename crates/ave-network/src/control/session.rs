@@ -388,7 +388,7 @@ impl Session {
         }
         match &end {
             End::Lost(Some(e)) => {
-                tracing::debug!(conn = %self.conn.id, error = %crate::error::error_chain(e), "connection lost");
+                tracing::debug!(conn = %self.conn.id, error = %ave_exceptions::error_chain(e), "connection lost");
             }
             End::Shutdown => self.close_for_shutdown().await,
             End::Lost(None) | End::Refused | End::Detach => {}

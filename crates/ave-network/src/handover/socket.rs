@@ -172,7 +172,7 @@ impl HandoverSocket {
             let pid = match check_peer(&stream) {
                 Ok(pid) => pid,
                 Err(e) => {
-                    tracing::warn!(error = %crate::error::error_chain(&e), "handover peer refused");
+                    tracing::warn!(error = %ave_exceptions::error_chain(&e), "handover peer refused");
                     continue;
                 }
             };
@@ -198,7 +198,7 @@ impl HandoverSocket {
                 Ok(None) => tracing::debug!(pid, "a peer left the handover socket before hello"),
                 Err(e) => tracing::warn!(
                     pid,
-                    error = %crate::error::error_chain(&e),
+                    error = %ave_exceptions::error_chain(&e),
                     "handover failed; still serving"
                 ),
             }
@@ -238,7 +238,7 @@ pub async fn run_replaceable(
     let successor = match offer.await {
         Ok(Ok(successor)) => successor,
         Ok(Err(e)) => {
-            tracing::warn!(error = %crate::error::error_chain(&e), "the handover socket failed");
+            tracing::warn!(error = %ave_exceptions::error_chain(&e), "the handover socket failed");
             None
         }
         Err(e) => {

@@ -462,7 +462,7 @@ fn run_steps(mut target: Box<dyn Target>, mut context: ChildContext, sync: Optio
         context.log(format!("start PID={pid}"));
         target
             .initialize(&mut context)
-            .map_err(|e| format!("initialize() failed: {}", error_chain(&*e)))
+            .map_err(|e| format!("initialize() failed: {}", ave_exceptions::error_chain(&*e)))
     }));
     let failure = match prepared {
         Ok(Ok(())) => None,
@@ -485,7 +485,7 @@ fn run_steps(mut target: Box<dyn Target>, mut context: ChildContext, sync: Optio
     let code = match catch_unwind(AssertUnwindSafe(|| target.run(&mut context))) {
         Ok(Ok(())) => context.exit_code,
         Ok(Err(e)) => {
-            context.log(format!("Exception in target():\n{}", error_chain(&*e)));
+            context.log(format!("Exception in target():\n{}", ave_exceptions::error_chain(&*e)));
             1
         }
         Err(panic) => {
@@ -496,7 +496,7 @@ fn run_steps(mut target: Box<dyn Target>, mut context: ChildContext, sync: Optio
     let code = match catch_unwind(AssertUnwindSafe(|| target.exit(&mut context, code))) {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
-            context.log(format!("Exception in exit():\n{}", error_chain(&*e)));
+            context.log(format!("Exception in exit():\n{}", ave_exceptions::error_chain(&*e)));
             2
         }
         Err(panic) => {
@@ -517,10 +517,6 @@ fn panic_text(panic: Box<dyn std::any::Any + Send>) -> String {
     // Dropping the payload may panic again: never drop it.
     std::mem::forget(panic);
     text
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    crate::error::error_chain(e)
 }
 
 /// Writes one line with one `write` call where possible, to `file` or stderr.
