@@ -5,6 +5,8 @@
 //!   and its lints;
 //! - the layer rule: a crate depends only on crates of a strictly lower layer, and the CLI
 //!   only on the facade;
+//! - the module-layer rule (`tidy/modules.rs`): inside `ave-network`, a top-level module
+//!   only uses modules of a strictly lower layer;
 //! - unsafe code appears only in a crate's private `sys` module;
 //! - no test is ignored and none expects a panic;
 //! - no trailing whitespace in Rust, Markdown or TOML files;
@@ -19,6 +21,8 @@ use std::{
 };
 
 use crate::Result;
+
+mod modules;
 
 /// The layer of every internal crate (design.md's crate map).
 const LAYERS: &[(&str, u8)] = &[
@@ -41,6 +45,7 @@ pub(crate) fn run(root: &Path) -> Result {
     check_rust_files(root, &files, &mut problems);
     check_text_files(root, &files, &mut problems);
     check_manifests(root, &mut problems);
+    modules::check(root, &mut problems);
     check_vectors(root, &mut problems);
     check_docs(root, &mut problems);
     if problems.is_empty() {
