@@ -2,7 +2,8 @@
 //!
 //! Python 2 peers send ASCII JSON with `\uXXXX` escapes (lone surrogates included), the
 //! bare tokens `NaN`, `Infinity` and `-Infinity`, and integers of any size. [`parse`]
-//! accepts all of it: non-finite numbers become `null` (a JSON value cannot hold them),
+//! accepts all of it: non-finite numbers (and numbers Python 2 reads as infinity, such as
+//! `1e999`) become `null` (a JSON value cannot hold them),
 //! lone surrogates become U+FFFD, and integers beyond 64 bits are read as the nearest
 //! float. Standard JSON takes the fast path; only input that fails it is rewritten.
 //!
@@ -109,6 +110,26 @@ fn translate_python(input: &[u8]) -> Option<Vec<u8>> {
             start_output(&mut out, i);
             push(&mut out, b"null");
             i += t.len();
+            continue;
+        }
+        // A number Python 2 reads as infinity (`1e999`, `-1e999`): null, as `Infinity` is.
+        if (b == b'-' || b.is_ascii_digit()) && !is_ident(i.checked_sub(1).map(|p| input[p])) {
+            let len = rest
+                .iter()
+                .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                .unwrap_or(rest.len());
+            let literal = &rest[..len];
+            let infinite = std::str::from_utf8(literal)
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok())
+                .is_some_and(f64::is_infinite);
+            if infinite {
+                start_output(&mut out, i);
+                push(&mut out, b"null");
+            } else {
+                push(&mut out, literal);
+            }
+            i += len.max(1);
             continue;
         }
         if b == b'"' {
@@ -278,6 +299,16 @@ mod tests {
     fn output_round_trips() {
         let v = json!({"a": ["åäö", 1.5, null, {"b": "\u{ffff}\u{10000}"}], "c": -7});
         assert_eq!(parse(&to_vec(&v).unwrap()).unwrap(), v);
+    }
+
+    #[test]
+    fn numbers_python_reads_as_infinity_are_null() {
+        assert_eq!(
+            parse(b"[1e999, -1e999, 1.5e3, -2, 10, \"1e999\"]").unwrap(),
+            json!([null, null, 1500.0, -2, 10, "1e999"])
+        );
+        assert_eq!(parse(b"{\"a\": 1E400}").unwrap(), json!({"a": null}));
+        assert!(parse(b"[1e999x]").is_err());
     }
 
     #[test]
