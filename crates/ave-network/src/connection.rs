@@ -36,7 +36,7 @@ pub use crate::connection::{
         Address, FreePort, LOCALHOST, bind, configure_socket, find_free_port, find_free_port_in,
         set_buffer_sizes,
     },
-    blocking::BlockingConnection,
+    blocking::{BlockingConnection, Readiness},
 };
 
 use std::{

@@ -23,6 +23,27 @@ use crate::{
     },
 };
 
+/// What [`BlockingConnection::poll`] waits for, and what it found: the original's `poll`
+/// mask (`POLLIN`, `POLLOUT`) and events (`POLLHUP`, `POLLERR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Readiness {
+    /// Input is waiting (or the end of the stream).
+    pub readable: bool,
+    /// The socket takes more output.
+    pub writable: bool,
+    /// The peer hung up or the socket has an error (only ever reported, never asked for).
+    pub closed: bool,
+}
+
+impl Readiness {
+    /// Ready to read.
+    pub const READ: Readiness = Readiness { readable: true, writable: false, closed: false };
+    /// Ready to write.
+    pub const WRITE: Readiness = Readiness { readable: false, writable: true, closed: false };
+    /// Ready to read or to write.
+    pub const BOTH: Readiness = Readiness { readable: true, writable: true, closed: false };
+}
+
 /// A deadline for one blocking operation: `None` waits forever.
 #[derive(Debug, Clone, Copy)]
 struct Deadline(Option<Instant>);
@@ -221,6 +242,64 @@ impl BlockingConnection {
     /// Changes the largest frame accepted.
     pub fn set_max_frame(&mut self, max: usize) {
         self.input.set_max(max);
+    }
+
+    /// Waits until the connection is ready for what `interest` asks (reading, writing or
+    /// both) or `timeout` passes, as the original's `BlockingConnection.poll(mask,
+    /// timeout)`; `Ok(None)` when time ran out first (the original returned `None`).
+    ///
+    /// Input already received and kept in the connection (the rest of a frame that arrived
+    /// with the previous one) counts as readable at once. The end of the stream and a reset
+    /// count as readable too: the next read says which.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the socket cannot be polled.
+    pub fn poll(
+        &self,
+        interest: Readiness,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Readiness>, Error> {
+        use nix::{
+            errno::Errno,
+            poll::{PollFd, PollFlags, PollTimeout, poll},
+        };
+        if interest.readable && !self.input.buffered().is_empty() {
+            return Ok(Some(Readiness { readable: true, writable: false, closed: false }));
+        }
+        let mut flags = PollFlags::empty();
+        if interest.readable {
+            flags |= PollFlags::POLLIN;
+        }
+        if interest.writable {
+            flags |= PollFlags::POLLOUT;
+        }
+        let deadline = Deadline::after(timeout);
+        loop {
+            let wait = match deadline.remaining() {
+                Err(()) => return Ok(None),
+                Ok(None) => PollTimeout::NONE,
+                // Rounded up: a wait cut to 0 ms would spin until the deadline.
+                Ok(Some(left)) => PollTimeout::try_from(left + Duration::from_micros(999))
+                    .unwrap_or(PollTimeout::MAX),
+            };
+            let mut fds = [PollFd::new(self.stream.as_fd(), flags)];
+            match poll(&mut fds, wait) {
+                Ok(0) => continue,
+                Ok(_) => {
+                    let events = fds[0].revents().unwrap_or(PollFlags::empty());
+                    let closed = events.intersects(PollFlags::POLLHUP | PollFlags::POLLERR);
+                    return Ok(Some(Readiness {
+                        readable: events.contains(PollFlags::POLLIN)
+                            || (closed && interest.readable),
+                        writable: events.contains(PollFlags::POLLOUT),
+                        closed,
+                    }));
+                }
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(Error::io("poll the connection", e.into())),
+            }
+        }
     }
 
     /// Receives once, within the deadline.

@@ -10,7 +10,8 @@ use std::{
 use ave_network::{
     Address,
     connection::{
-        BlockingConnection, Connection, LOCALHOST, bind, find_free_port, set_buffer_sizes,
+        BlockingConnection, Connection, LOCALHOST, Readiness, bind, find_free_port,
+        set_buffer_sizes,
     },
 };
 
@@ -242,4 +243,34 @@ async fn async_connect_refused_and_optimist() {
     let err =
         Connection::connect(&address, Some(Duration::from_millis(300)), true).await.unwrap_err();
     assert!(err.is_timeout(), "{err}");
+}
+
+#[test]
+fn poll_waits_for_input_and_reports_it() {
+    let (listener, address) = listener();
+    let (tx, rx) = mpsc::channel();
+    let peer = std::thread::spawn(move || {
+        let mut conn = BlockingConnection::accept(&listener, T).unwrap();
+        // Two frames in one write: the second stays buffered in the client after a get.
+        conn.write(b"\0\0\0\x01a\0\0\0\x01b", T).unwrap();
+        rx.recv().unwrap();
+        conn.close();
+    });
+    let mut conn = BlockingConnection::connect(&address, T, false).unwrap();
+    assert_eq!(conn.get(T).unwrap(), b"a");
+    // Nothing on the socket, but a whole frame in the connection: readable at once.
+    let ready = conn.poll(Readiness::READ, Some(Duration::ZERO)).unwrap();
+    assert_eq!(ready, Some(Readiness::READ));
+    assert_eq!(conn.get(T).unwrap(), b"b");
+    // Now nothing at all: the wait runs out and says so.
+    assert_eq!(conn.poll(Readiness::READ, Some(Duration::from_millis(50))).unwrap(), None);
+    // Writing is possible at once.
+    let ready = conn.poll(Readiness::WRITE, T).unwrap().unwrap();
+    assert!(ready.writable && !ready.readable, "{ready:?}");
+    // The peer closes: readable, and the next read says it is closed.
+    tx.send(()).unwrap();
+    let ready = conn.poll(Readiness::READ, T).unwrap().unwrap();
+    assert!(ready.readable, "{ready:?}");
+    assert!(conn.get(T).unwrap_err().is_closed());
+    peer.join().unwrap();
 }
