@@ -39,6 +39,7 @@
 //! | What do exceptions look like on the wire? | [`guide::exceptions`] |
 //! | How do resource profiles match? | [`guide::profiles`] |
 //! | What exactly goes over the wire? | [`guide::rpc_protocol`] (the protocol reference) |
+//! | What of the original is not here, or has another shape? | [`guide::compatibility`] |
 //!
 //! From a shell, `ave demo` shows the whole suite working on a temporary home, and
 //! `ave --help` lists the commands: `ave run`, `ave serve`, `ave call`, `ave config`,
@@ -171,6 +172,11 @@ pub mod guide {
     #[cfg(feature = "network")]
     pub mod calling_services {
         #![doc = include_str!("../../../docs/calling-services.md")]
+    }
+
+    #[cfg(all(feature = "cmd", feature = "config", feature = "exceptions", feature = "network"))]
+    pub mod compatibility {
+        #![doc = include_str!("../../../docs/compatibility.md")]
     }
 
     #[cfg(all(feature = "config", feature = "persona"))]
