@@ -26,6 +26,7 @@ use ave_tripe::{ServerMessage, join_words, split_words};
 
 /// Every target, by name, as `cargo xtask fuzz` and the replay know them.
 pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("dispatch", dispatch),
     ("frame", frame),
     ("handshake", handshake),
     ("json", json),
@@ -204,4 +205,16 @@ pub fn handover(data: &[u8]) {
     message.extend_from_slice(&0u64.to_be_bytes());
     message.extend_from_slice(ready);
     assert_eq!(ave_network::handover::fuzz_parse(&[&message], max_body).ok(), Some(1));
+}
+
+/// Request validation: any payload gets an answer without a panic, and a refusal that
+/// quotes the request stays short: the fixed text, at most `max_echo` bytes of what was
+/// sent (6 bytes each once escaped), and the size.
+pub fn dispatch(data: &[u8]) {
+    let (max_echo, payload) = match data.split_first() {
+        Some((first, rest)) => (usize::from(*first) * 4, rest),
+        None => (0, data),
+    };
+    let text = ave_network::control::fuzz_prepare(payload, max_echo);
+    assert!(text.len() <= 128 + 4 * max_echo, "a refusal of {} bytes", text.len());
 }

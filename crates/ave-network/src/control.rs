@@ -37,6 +37,8 @@
 mod builder;
 pub(crate) mod defjoin;
 pub(crate) mod dispatch;
+#[doc(hidden)]
+pub use crate::control::dispatch::fuzz_prepare;
 mod handle;
 pub(crate) mod hickup;
 mod into_process;

@@ -102,6 +102,35 @@ fn prepare_tree<'s>(
     Request { one_way, prepared }
 }
 
+/// Validates one request payload against a small service (a method with parameters, one
+/// that needs a key, one for an account), as an unauthenticated connection, and returns the
+/// reply text of a refusal (empty when the request is accepted). For the fuzz target of
+/// request validation; not a stable API.
+#[doc(hidden)]
+pub fn fuzz_prepare(payload: &[u8], max_echo: usize) -> String {
+    use std::sync::OnceLock;
+
+    use crate::control::service::{Params, params};
+
+    static SERVICE: OnceLock<Service> = OnceLock::new();
+    let service = SERVICE.get_or_init(|| {
+        Service::builder("fuzz")
+            .rpc("upper", params(["s"]), |_, (s,): (String,)| async move { Ok(s.to_uppercase()) })
+            .rpc("secret", Params::none(), |_, ()| async { Ok("s") })
+            .auth()
+            .rpc("admin", Params::none(), |_, ()| async { Ok("a") })
+            .preauth(["admin"])
+            .hidden("not_rpc")
+            .build()
+    });
+    let keys = Keys::new(Some("k")).with_account("admin", Some("a"));
+    match prepare(payload, service, &keys, None, max_echo).prepared {
+        Prepared::Refuse(Value::String(text)) => text,
+        Prepared::Refuse(other) => other.to_string(),
+        Prepared::Invoke { .. } => String::new(),
+    }
+}
+
 /// A validation text cut after `max_echo` bytes of what follows its fixed part (`no such
 /// RPC: `, `not an RPC: `, ...), at a character boundary, with the full length said: a
 /// short prefix is enough to diagnose, and the reply stays small whatever was sent.
