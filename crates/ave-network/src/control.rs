@@ -11,6 +11,18 @@
 //! identity, the partial input and the unsent output) and served again by this or another
 //! `Control` ([`ControlHandle::adopt_connection`]).
 //!
+//! # The one import cycle of the crate
+//!
+//! The files of this folder import each other, and nothing outside it takes part: the
+//! event loop (`control.rs`, `shared.rs`) spawns a session per connection (`session.rs`);
+//! a session reports to the loop through the shared state and serves the methods of the
+//! [`Service`] (`service.rs`, `dispatch.rs`); every method gets a [`Context`] that holds a
+//! [`ControlHandle`] (`handle.rs`), whose commands are the loop's; deferred joins and
+//! hickup dumps (`defjoin.rs`, `hickup.rs`) are `ControlHandle` methods the loop drives.
+//! The types force it: a method may stop the server that is calling it. Everything below
+//! (`wire`, `connection`, `process`) and above (`handover`, `diagnostic`, `systemd`) only
+//! points one way (`cargo xtask tidy` checks it).
+//!
 //! # Example
 //!
 //! ```
