@@ -25,6 +25,9 @@ mod tripe;
 
 use std::process::ExitCode;
 
+// An error and its causes as one line, `outer: inner: innermost`, for messages that are
+// not printed through anyhow's `{:#}`: the shared helper, under the name the subcommands use.
+use ave::exceptions::error_chain as chain;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 /// AVE: the common subsystems of the lab automation suite, from the command line.
@@ -146,19 +149,6 @@ fn parse_error(e: &clap::Error) -> ExitCode {
     };
     eprint!("{prefix}{text}");
     ExitCode::from(2)
-}
-
-/// An error and its causes as one line, `outer: inner: innermost`, for messages that are
-/// not printed through anyhow's `{:#}`.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
