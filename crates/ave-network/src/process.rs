@@ -61,13 +61,13 @@ mod daemon;
 pub(crate) mod fork;
 pub(crate) mod log;
 mod pipe;
+mod settings;
 mod status;
 
 use std::{
-    collections::BTreeSet,
     fmt,
     io::{self, Write},
-    os::fd::{AsFd, AsRawFd, OwnedFd},
+    os::fd::{AsFd, OwnedFd},
     time::{Duration, Instant},
 };
 
@@ -75,164 +75,22 @@ use ave_exceptions::ProcessError;
 use nix::libc;
 use serde_json::Value;
 
-pub(crate) use crate::process::fork::{
-    FORKED, ForkState, fork_lock, is_forked_child, running_threads,
-};
+pub(crate) use crate::process::fork::{fork_lock, is_forked_child, running_threads};
 pub use crate::process::{
-    child::{ChildContext, Termination},
+    child::{ChildContext, Target, TargetError, Termination},
     daemon::{DEFAULT_STOP_TIMEOUT, Daemon},
     pipe::Pipe,
+    settings::{FdSet, MAX_KERNEL_NAME},
     status::{ExitStatus, Pid, Signal},
+};
+pub(crate) use crate::process::{
+    child::{FnTarget, wait_readable},
+    settings::{Settings, kernel_name},
 };
 use crate::{Error, sys::process as sys};
 
-/// What a [`Target`] step returns when it fails: any error (`anyhow::Error`, `io::Error`,
-/// a string, ...). A failure of `run` is logged as `Exception in target():` and the child
-/// exits 1, as the original does for an exception.
-pub type TargetError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
 /// The default bound on waiting for a synchronized child to report that it is initialized.
 pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The longest process name the kernel keeps (`/proc/<pid>/comm`), in bytes.
-pub const MAX_KERNEL_NAME: usize = 15;
-
-/// A set of descriptors to keep open in a child ([`Target::close_fds`]); 0, 1 and 2 are
-/// always kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FdSet(BTreeSet<i32>);
-
-impl FdSet {
-    /// An empty set.
-    pub fn new() -> FdSet {
-        FdSet::default()
-    }
-
-    /// Adds a descriptor (by number: the value that owns it must live in the child, e.g.
-    /// captured by the target).
-    pub fn insert(&mut self, fd: impl AsFd) {
-        self.0.insert(fd.as_fd().as_raw_fd());
-    }
-
-    /// The set with `fd` added.
-    #[must_use]
-    pub fn with(mut self, fd: impl AsFd) -> FdSet {
-        self.insert(fd);
-        self
-    }
-
-    /// Adds every descriptor of another set.
-    pub fn extend(&mut self, other: &FdSet) {
-        self.0.extend(other.0.iter().copied());
-    }
-
-    /// Whether the set holds `fd`.
-    pub fn contains(&self, fd: impl AsFd) -> bool {
-        self.0.contains(&fd.as_fd().as_raw_fd())
-    }
-
-    /// How many descriptors the set holds.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether the set is empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub(crate) fn numbers(&self) -> &BTreeSet<i32> {
-        &self.0
-    }
-}
-
-/// What a child runs, step by step: the original's `Process` methods that subclasses
-/// override. Only [`Target::run`] is required; the other steps have the original's
-/// defaults.
-///
-/// The steps run in the child, in this order: `close_fds`, `redirect`, `initialize`,
-/// (the synchronization message), `run`, `exit`. A step that fails or panics ends the
-/// child (it never returns into the caller's code).
-pub trait Target: Send {
-    /// The child's work. `Ok` exits 0 (or the code given to
-    /// [`ChildContext::set_exit_code`]); `Err` is logged as `Exception in target():` and
-    /// exits 1.
-    ///
-    /// # Errors
-    ///
-    /// Whatever the work fails with.
-    fn run(&mut self, child: &mut ChildContext) -> Result<(), TargetError>;
-
-    /// Closes inherited descriptors, except 0, 1, 2 and `exclude` (which holds the
-    /// synchronization pipe and the descriptors given to [`Process::keep_fd`]). Override it
-    /// to keep more: add them to a copy of `exclude` and call
-    /// [`ChildContext::close_fds`].
-    ///
-    /// # Errors
-    ///
-    /// The system error; the child then ends.
-    fn close_fds(&mut self, child: &mut ChildContext, exclude: &FdSet) -> io::Result<()> {
-        child.close_fds(exclude)
-    }
-
-    /// Redirects descriptors, e.g. stdout and stderr to a log file. Does nothing by
-    /// default.
-    ///
-    /// # Errors
-    ///
-    /// The system error; the child then ends.
-    fn redirect(&mut self, child: &mut ChildContext) -> io::Result<()> {
-        let _ = child;
-        Ok(())
-    }
-
-    /// Initializes the child: by default [`ChildContext::initialize`] (signal handling,
-    /// the parent-death signal, the kernel name).
-    ///
-    /// # Errors
-    ///
-    /// Whatever fails; the parent's `start` reports it when it synchronizes.
-    fn initialize(&mut self, child: &mut ChildContext) -> Result<(), TargetError> {
-        child.initialize()
-    }
-
-    /// The last step before `_exit`, with the exit code; returns the code to exit with.
-    /// An error is logged as `Exception in exit():` and the child exits 2.
-    ///
-    /// # Errors
-    ///
-    /// Whatever fails.
-    fn exit(&mut self, child: &mut ChildContext, code: i32) -> Result<i32, TargetError> {
-        let _ = child;
-        Ok(code)
-    }
-}
-
-/// A closure as a target.
-struct FnTarget<F>(Option<F>);
-
-impl<F> Target for FnTarget<F>
-where
-    F: FnOnce(&mut ChildContext) -> Result<(), TargetError> + Send,
-{
-    fn run(&mut self, child: &mut ChildContext) -> Result<(), TargetError> {
-        match self.0.take() {
-            Some(f) => f(child),
-            None => Err("the target already ran".into()),
-        }
-    }
-}
-
-/// The settings a child starts with.
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub(crate) name: String,
-    pub(crate) logging: bool,
-    pub(crate) death_signal: Option<Signal>,
-    pub(crate) keep: FdSet,
-    pub(crate) sync_timeout: Duration,
-    pub(crate) allow_threads: bool,
-}
 
 enum State {
     Unstarted,
@@ -762,41 +620,6 @@ pub(crate) fn wait_error(e: io::Error) -> Error {
         Some(libc::ESRCH) => ProcessError::Unknown("cannot join unknown process".into()).into(),
         _ => Error::io("wait for a child", e),
     }
-}
-
-/// Waits until a descriptor is readable (a pidfd: its process ended), at most `timeout`.
-pub(crate) fn wait_readable(fd: &OwnedFd, timeout: Option<Duration>) -> bool {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    let deadline = timeout.map(|t| Instant::now() + t);
-    loop {
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let millis = match left {
-            None => PollTimeout::NONE,
-            Some(l) => {
-                PollTimeout::try_from(l.min(Duration::from_secs(60))).unwrap_or(PollTimeout::MAX)
-            }
-        };
-        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, millis) {
-            Ok(0) if left.is_some_and(|l| l.as_millis() <= 60_000) => return false,
-            Ok(0) => continue,
-            Ok(_) => return true,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return false,
-        }
-    }
-}
-
-/// The kernel's view of a name: at most 15 bytes, cut at a character boundary.
-pub(crate) fn kernel_name(name: &str) -> &str {
-    if name.len() <= MAX_KERNEL_NAME {
-        return name;
-    }
-    let mut end = MAX_KERNEL_NAME;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    &name[..end]
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::{
     fmt,
     fs::File,
     io::{self, Write},
+    os::fd::{AsFd, OwnedFd},
     panic::{AssertUnwindSafe, catch_unwind},
     sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, atomic::Ordering},
     time::{Duration, Instant},
@@ -21,11 +22,117 @@ use crate::{
     process::Pipe,
     process::log::log_line,
     process::{
-        FORKED, FdSet, ForkState, Pid, Settings, Signal, Target, TargetError, fork_lock,
-        kernel_name,
+        fork::{FORKED, ForkState, fork_lock},
+        settings::{FdSet, Settings, kernel_name},
+        status::{Pid, Signal},
     },
     sys::process as sys,
 };
+
+/// What a [`Target`] step returns when it fails: any error (`anyhow::Error`, `io::Error`,
+/// a string, ...). A failure of `run` is logged as `Exception in target():` and the child
+/// exits 1, as the original does for an exception.
+pub type TargetError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a child runs, step by step: the original's `Process` methods that subclasses
+/// override. Only [`Target::run`] is required; the other steps have the original's
+/// defaults.
+///
+/// The steps run in the child, in this order: `close_fds`, `redirect`, `initialize`,
+/// (the synchronization message), `run`, `exit`. A step that fails or panics ends the
+/// child (it never returns into the caller's code).
+pub trait Target: Send {
+    /// The child's work. `Ok` exits 0 (or the code given to
+    /// [`ChildContext::set_exit_code`]); `Err` is logged as `Exception in target():` and
+    /// exits 1.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the work fails with.
+    fn run(&mut self, child: &mut ChildContext) -> Result<(), TargetError>;
+
+    /// Closes inherited descriptors, except 0, 1, 2 and `exclude` (which holds the
+    /// synchronization pipe and the descriptors given to [`Process::keep_fd`](crate::process::Process::keep_fd)). Override it
+    /// to keep more: add them to a copy of `exclude` and call
+    /// [`ChildContext::close_fds`].
+    ///
+    /// # Errors
+    ///
+    /// The system error; the child then ends.
+    fn close_fds(&mut self, child: &mut ChildContext, exclude: &FdSet) -> io::Result<()> {
+        child.close_fds(exclude)
+    }
+
+    /// Redirects descriptors, e.g. stdout and stderr to a log file. Does nothing by
+    /// default.
+    ///
+    /// # Errors
+    ///
+    /// The system error; the child then ends.
+    fn redirect(&mut self, child: &mut ChildContext) -> io::Result<()> {
+        let _ = child;
+        Ok(())
+    }
+
+    /// Initializes the child: by default [`ChildContext::initialize`] (signal handling,
+    /// the parent-death signal, the kernel name).
+    ///
+    /// # Errors
+    ///
+    /// Whatever fails; the parent's `start` reports it when it synchronizes.
+    fn initialize(&mut self, child: &mut ChildContext) -> Result<(), TargetError> {
+        child.initialize()
+    }
+
+    /// The last step before `_exit`, with the exit code; returns the code to exit with.
+    /// An error is logged as `Exception in exit():` and the child exits 2.
+    ///
+    /// # Errors
+    ///
+    /// Whatever fails.
+    fn exit(&mut self, child: &mut ChildContext, code: i32) -> Result<i32, TargetError> {
+        let _ = child;
+        Ok(code)
+    }
+}
+
+/// A closure as a target.
+pub(crate) struct FnTarget<F>(pub(crate) Option<F>);
+
+impl<F> Target for FnTarget<F>
+where
+    F: FnOnce(&mut ChildContext) -> Result<(), TargetError> + Send,
+{
+    fn run(&mut self, child: &mut ChildContext) -> Result<(), TargetError> {
+        match self.0.take() {
+            Some(f) => f(child),
+            None => Err("the target already ran".into()),
+        }
+    }
+}
+
+/// Waits until a descriptor is readable (a pidfd: its process ended), at most `timeout`.
+pub(crate) fn wait_readable(fd: &OwnedFd, timeout: Option<Duration>) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let millis = match left {
+            None => PollTimeout::NONE,
+            Some(l) => {
+                PollTimeout::try_from(l.min(Duration::from_secs(60))).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, millis) {
+            Ok(0) if left.is_some_and(|l| l.as_millis() <= 60_000) => return false,
+            Ok(0) => continue,
+            Ok(_) => return true,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return false,
+        }
+    }
+}
 
 /// The child's view of itself, given to every [`Target`] step: its name, logging, the
 /// default steps, and the default signal handling.
@@ -405,7 +512,7 @@ fn become_daemon(pipe: &mut Option<Pipe>) -> Pid {
         }
         Ok(sys::Forked::Child) => {
             if let Some(fd) = &intermediate {
-                crate::process::wait_readable(fd, Some(Duration::from_secs(5)));
+                wait_readable(fd, Some(Duration::from_secs(5)));
             }
             drop(intermediate);
             // The pidfd is readable once the intermediate child has exited, which is after
