@@ -328,7 +328,7 @@ impl RemoteControl {
 
     /// Whether the last handshake authenticated (`None` before the first one).
     pub fn authenticated(&self) -> Option<bool> {
-        *self.authenticated.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *crate::sync::lock(&self.authenticated)
     }
 
     /// Connects now (replacing any connection), within `timeout`.
@@ -419,8 +419,7 @@ impl RemoteControl {
             parse_verdict(&conn.read_frame().await?)
         })
         .await?;
-        *self.authenticated.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(authenticated);
+        *crate::sync::lock(&self.authenticated) = Some(authenticated);
         Ok(conn)
     }
 }
@@ -537,11 +536,11 @@ impl BlockingRemoteControl {
 
     /// Whether the last handshake authenticated (`None` before the first one).
     pub fn authenticated(&self) -> Option<bool> {
-        *self.authenticated.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *crate::sync::lock(&self.authenticated)
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Option<BlockingConnection>> {
-        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(&self.conn)
     }
 
     /// Connects now (replacing any connection), within `timeout`.
@@ -631,8 +630,7 @@ impl BlockingRemoteControl {
         let answer = handshake::respond(&challenge, s.authkey.as_deref())?;
         conn.put(&answer, left(deadline, "write attempt timed out")?)?;
         let authenticated = parse_verdict(&conn.get(left(deadline, "timed out")?)?)?;
-        *self.authenticated.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(authenticated);
+        *crate::sync::lock(&self.authenticated) = Some(authenticated);
         Ok(conn)
     }
 }

@@ -86,6 +86,7 @@ mod error;
 pub mod fdtx;
 pub mod handover;
 pub mod process;
+mod sync;
 mod sys;
 pub mod systemd;
 pub mod wire;

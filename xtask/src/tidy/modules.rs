@@ -15,6 +15,7 @@ use std::{fs, path::Path};
 /// layer with anything they use: the client never imports the server, nor the reverse.
 const NETWORK: &[(&str, u8)] = &[
     ("error", 0),
+    ("sync", 0),
     ("sys", 0),
     ("wire", 1),
     ("connection", 2),

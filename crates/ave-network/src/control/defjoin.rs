@@ -6,11 +6,7 @@
 //! so nothing polls and a child is reaped as soon as it ends, whatever the traffic (the
 //! original only reaped after a poll round, so zombies lingered on an idle server).
 
-use std::{
-    os::fd::OwnedFd,
-    sync::{Mutex, MutexGuard, PoisonError},
-    time::Duration,
-};
+use std::{os::fd::OwnedFd, sync::Mutex, time::Duration};
 
 use tokio::{io::Interest, sync::mpsc, task::JoinSet};
 
@@ -35,9 +31,7 @@ pub(crate) struct Reaper {
     pending: Mutex<Vec<Pid>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::sync::lock;
 
 impl Reaper {
     pub(crate) fn new() -> Reaper {

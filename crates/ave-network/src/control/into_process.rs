@@ -84,12 +84,7 @@ impl Target for ServeControl {
             let _inside = runtime.enter();
             ControlSignals::signalfd()?
         };
-        *control
-            .handle()
-            .shared
-            .signals
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(signals);
+        *crate::sync::lock(&control.handle().shared.signals) = Some(signals);
         self.runtime = Some(runtime);
         Ok(())
     }

@@ -5,7 +5,7 @@ use std::{
     collections::HashMap,
     net::{SocketAddr, TcpListener},
     sync::{
-        Arc, Mutex, MutexGuard,
+        Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
@@ -40,9 +40,7 @@ pub(crate) struct ConnShared {
     pub(crate) wake: Wake,
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+pub(crate) use crate::sync::lock;
 
 impl ConnShared {
     pub(crate) fn identity(&self) -> Option<String> {

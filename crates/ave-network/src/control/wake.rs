@@ -8,7 +8,7 @@
 
 use std::{
     sync::{
-        Mutex, PoisonError,
+        Mutex,
         atomic::{AtomicBool, Ordering},
     },
     task::{Context, Poll, Waker},
@@ -25,7 +25,7 @@ impl Wake {
     /// Raises the flag and wakes the waiting task, if any.
     pub(crate) fn raise(&self) {
         self.raised.store(true, Ordering::Release);
-        let waker = self.waker.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let waker = crate::sync::lock(&self.waker).take();
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -43,7 +43,7 @@ impl Wake {
             return Poll::Ready(());
         }
         {
-            let mut slot = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut slot = crate::sync::lock(&self.waker);
             if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 *slot = Some(cx.waker().clone());
             }

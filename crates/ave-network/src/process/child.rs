@@ -383,12 +383,12 @@ struct TerminationState {
 
 impl TerminationState {
     fn request(&self) {
-        *self.requested.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        *crate::sync::lock(&self.requested) = true;
         self.changed.notify_all();
     }
 
     fn lock(&self) -> MutexGuard<'_, bool> {
-        self.requested.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.requested)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::{
     io,
     sync::{
-        Mutex, MutexGuard, PoisonError,
+        Mutex, MutexGuard,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
@@ -31,7 +31,7 @@ pub(crate) static FORKED: AtomicBool = AtomicBool::new(false);
 
 /// Taken around every fork, and by parked threads whenever they do anything.
 pub(crate) fn fork_lock() -> MutexGuard<'static, ForkState> {
-    FORK.lock().unwrap_or_else(PoisonError::into_inner)
+    crate::sync::lock(&FORK)
 }
 
 /// Whether this process is a child started by [`Process::start`](crate::process::Process::start) (its inherited runtime
