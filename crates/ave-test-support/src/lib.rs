@@ -1,13 +1,24 @@
-//! Helpers shared by the workspace's tests and benches, written once: temporary
-//! directories, the TrIPE admin-protocol simulator and the independent Python peers.
+//! Helpers shared by the workspace's tests and benches, written once. Today: the TrIPE
+//! admin-protocol simulator ([`tripe_sim`]), used by ave-tripe's tests and bench and by the
+//! `ave tripe` tests of ave-cli.
 //!
 //! This crate is a dev-dependency only; nothing in a shipped crate depends on it.
 //!
 //! # Example
 //!
 //! ```
-//! // The crate is a collection of modules; each documents its own use.
-//! let _ = env!("CARGO_PKG_NAME");
+//! use std::io::{BufRead, BufReader, Write};
+//! use std::os::unix::net::UnixStream;
+//!
+//! use ave_test_support::tripe_sim::Sim;
+//!
+//! let sim = Sim::start();
+//! sim.add_peer("alice", &["INET", "192.0.2.1", "4070"]);
+//! let mut socket = UnixStream::connect(sim.path()).unwrap();
+//! socket.write_all(b"LIST\n").unwrap();
+//! let mut lines = BufReader::new(socket).lines();
+//! assert_eq!(lines.next().unwrap().unwrap(), "INFO alice");
+//! assert_eq!(lines.next().unwrap().unwrap(), "OK");
 //! ```
 
 pub mod tripe_sim;
