@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::{
-    Error, Registry,
+    Error,
     value::{py_eq, py_eq_map, py_hash_map},
 };
 
@@ -24,8 +24,9 @@ use crate::{
 /// uid) is [`Profile::identity`].
 ///
 /// [`Profile::matches`] and [`Profile::minimize`] dispatch on the `type` field through the
-/// [standard registry](Registry::standard) of the original's profile classes; use a
-/// [`Registry`] of your own for other kinds.
+/// [standard registry](crate::Registry::standard) of the original's profile classes; use a
+/// [`Registry`](crate::Registry) of your own for other kinds (those three methods live in
+/// `registry.rs`, so this module stays a leaf).
 #[derive(Clone, Default)]
 pub struct Profile {
     map: Map<String, Value>,
@@ -120,29 +121,6 @@ impl Profile {
     /// with an equal value (Python `==`). An empty request matches everything.
     pub fn matches_keys(&self, request: &Profile) -> bool {
         request.map.iter().all(|(k, v)| self.map.get(k).is_some_and(|own| py_eq(own, v)))
-    }
-
-    /// Whether this profile satisfies `request`, by the rules of this profile's kind in the
-    /// standard registry (plain key matching for kinds it does not know).
-    pub fn matches(&self, request: &Profile) -> bool {
-        Registry::standard().matches(self, request)
-    }
-
-    /// A copy with the mandatory keys of this profile's kind plus the keys named in
-    /// `request`, by the rules of the standard registry.
-    ///
-    /// # Errors
-    ///
-    /// See [`Registry::minimize`].
-    pub fn minimize(&self, request: Option<&Profile>) -> Result<Profile, Error> {
-        Registry::standard().minimize(self, request)
-    }
-
-    /// What makes two profiles of this kind the same equipment (a handset's serial, a
-    /// relay's uid), by the standard registry; `None` when the kind has no such key or the
-    /// profile lacks it.
-    pub fn identity(&self) -> Option<crate::Identity> {
-        Registry::standard().identity(self)
     }
 }
 

@@ -220,3 +220,30 @@ impl fmt::Debug for Registry {
         f.debug_struct("Registry").field("kinds", &self.kinds.keys().collect::<Vec<_>>()).finish()
     }
 }
+
+/// The conveniences of [`Profile`] that go through the [standard registry](Registry::standard).
+/// They live here, beside the registry, so that `profile.rs` does not import it.
+impl Profile {
+    /// Whether this profile satisfies `request`, by the rules of this profile's kind in the
+    /// standard registry (plain key matching for kinds it does not know).
+    pub fn matches(&self, request: &Profile) -> bool {
+        Registry::standard().matches(self, request)
+    }
+
+    /// A copy with the mandatory keys of this profile's kind plus the keys named in
+    /// `request`, by the rules of the standard registry.
+    ///
+    /// # Errors
+    ///
+    /// See [`Registry::minimize`].
+    pub fn minimize(&self, request: Option<&Profile>) -> Result<Profile, Error> {
+        Registry::standard().minimize(self, request)
+    }
+
+    /// What makes two profiles of this kind the same equipment (a handset's serial, a
+    /// relay's uid), by the standard registry; `None` when the kind has no such key or the
+    /// profile lacks it.
+    pub fn identity(&self) -> Option<crate::Identity> {
+        Registry::standard().identity(self)
+    }
+}
