@@ -102,6 +102,21 @@ fn prepare_tree<'s>(
     Request { one_way, prepared }
 }
 
+/// The small service the fuzz target and the unit tests validate requests against: a
+/// method with one parameter, an `auth` one, a `preauth` one and a hidden name.
+fn sample_service(name: &str) -> Service {
+    use crate::control::service::{Params, params};
+
+    Service::builder(name)
+        .rpc("upper", params(["s"]), |_, (s,): (String,)| async move { Ok(s.to_uppercase()) })
+        .rpc("secret", Params::none(), |_, ()| async { Ok("s") })
+        .auth()
+        .rpc("admin", Params::none(), |_, ()| async { Ok("a") })
+        .preauth(["admin"])
+        .hidden("not_rpc")
+        .build()
+}
+
 /// Validates one request payload against a small service (a method with parameters, one
 /// that needs a key, one for an account), as an unauthenticated connection, and returns the
 /// reply text of a refusal (empty when the request is accepted). For the fuzz target of
@@ -110,19 +125,8 @@ fn prepare_tree<'s>(
 pub fn fuzz_prepare(payload: &[u8], max_echo: usize) -> String {
     use std::sync::OnceLock;
 
-    use crate::control::service::{Params, params};
-
     static SERVICE: OnceLock<Service> = OnceLock::new();
-    let service = SERVICE.get_or_init(|| {
-        Service::builder("fuzz")
-            .rpc("upper", params(["s"]), |_, (s,): (String,)| async move { Ok(s.to_uppercase()) })
-            .rpc("secret", Params::none(), |_, ()| async { Ok("s") })
-            .auth()
-            .rpc("admin", Params::none(), |_, ()| async { Ok("a") })
-            .preauth(["admin"])
-            .hidden("not_rpc")
-            .build()
-    });
+    let service = SERVICE.get_or_init(|| sample_service("fuzz"));
     let keys = Keys::new(Some("k")).with_account("admin", Some("a"));
     match prepare(payload, service, &keys, None, max_echo).prepared {
         Prepared::Refuse(Value::String(text)) => text,
@@ -393,17 +397,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::control::service::{Params, params};
 
     fn service() -> Service {
-        Service::builder("t")
-            .rpc("upper", params(["s"]), |_, (s,): (String,)| async move { Ok(s.to_uppercase()) })
-            .rpc("secret", Params::none(), |_, ()| async { Ok("s") })
-            .auth()
-            .rpc("admin", Params::none(), |_, ()| async { Ok("a") })
-            .preauth(["admin"])
-            .hidden("not_rpc")
-            .build()
+        sample_service("t")
     }
 
     fn refused(payload: &str, identity: Option<&str>) -> Value {
