@@ -38,6 +38,25 @@ impl Drop for TempDir {
     }
 }
 
+/// Starts `ave run` (`command`, whose script prints its session id and keeps two processes
+/// in the session), checks that both run (`running` names the check), sends `ave run` the
+/// signal, and returns its exit status and the session id.
+fn signal_a_running_session(
+    mut command: Command,
+    signal: &str,
+    running: &str,
+) -> (std::process::ExitStatus, String) {
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let sid = line.trim().to_owned();
+    assert_eq!(live_in_session(&sid).len(), 2, "{running}");
+    let kill =
+        Command::new("kill").args([format!("-{signal}"), child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    (child.wait().unwrap(), sid)
+}
+
 /// The live (not zombie) processes of session `sid`, from `/proc`.
 fn live_in_session(sid: &str) -> Vec<String> {
     let mut pids = Vec::new();
@@ -194,22 +213,10 @@ fn arguments_after_the_command_are_its_own() {
 #[test]
 fn output_streams_and_signals_end_the_session() {
     for (signal, code) in [("TERM", 143), ("INT", 130), ("HUP", 129)] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ave"))
-            .args(["run", "--", "sh", "-c", "sleep 1000 & echo $$; exec sleep 1000"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        let sid = line.trim().to_owned();
-        assert_eq!(live_in_session(&sid).len(), 2, "the command runs while its output streams");
-        let kill = Command::new("kill")
-            .args([format!("-{signal}"), child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-        let status = child.wait().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ave"));
+        command.args(["run", "--", "sh", "-c", "sleep 1000 & echo $$; exec sleep 1000"]);
+        let (status, sid) =
+            signal_a_running_session(command, signal, "the command runs while its output streams");
         assert_eq!(status.code(), Some(code), "SIG{signal}");
         assert_eq!(live_in_session(&sid), Vec::<String>::new(), "SIG{signal}");
     }
@@ -294,23 +301,12 @@ fn terminating_signals_end_the_whole_session() {
         ("64", 64),
     ];
     for (signal, number) in signals {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ave"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ave"));
+        command
             .args(["run", "--", "sh", "-c", "trap '' HUP; sleep 1000 & echo $$; exec sleep 1000"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        let sid = line.trim().to_owned();
-        assert_eq!(live_in_session(&sid).len(), 2, "SIG{signal}: the command runs");
-        let kill = Command::new("kill")
-            .args([format!("-{signal}"), child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-        let status = child.wait().unwrap();
+            .stdin(Stdio::null());
+        let (status, sid) =
+            signal_a_running_session(command, signal, &format!("SIG{signal}: the command runs"));
         assert_eq!(status.code(), Some(128 + number), "SIG{signal}: {status:?}");
         assert_eq!(live_in_session(&sid), Vec::<String>::new(), "SIG{signal}");
     }
