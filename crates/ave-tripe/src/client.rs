@@ -8,6 +8,13 @@
 //! routed to them; broadcasts go to the event subscribers and service lines to the service
 //! provider. When the connection drops, every command still queued, in flight or running
 //! in the background fails with [`Error::ConnectionLost`].
+//!
+//! This file holds the handles ([`ClientBuilder`], [`Client`], [`Events`]); the dispatcher
+//! task is in `driver.rs`, and each command's answer ([`Reply`] and the dispatcher's side
+//! of it) in `reply.rs`.
+
+mod driver;
+mod reply;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -20,17 +27,22 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    io::{AsyncRead, AsyncWrite},
     net::UnixStream,
     sync::{Notify, broadcast, mpsc, oneshot},
 };
 
+pub use crate::client::reply::Reply;
 use crate::{
-    error::{Disconnect, Error, Failure},
+    client::{
+        driver::{CodeHandler, Driver, LineHook},
+        reply::Request,
+    },
+    error::Error,
     event::Event,
     format::{check_line, format_command},
     lines::LineReader,
-    message::{ServerMessage, ServiceMessage},
+    message::ServiceMessage,
     words::split_words,
 };
 
@@ -52,11 +64,6 @@ pub struct ClientBuilder {
     on_line: Option<LineHook>,
     code_handlers: HashMap<String, CodeHandler>,
 }
-
-/// A hook that sees every line from the server ([`ClientBuilder::on_line`]).
-type LineHook = Arc<dyn Fn(&[u8]) + Send + Sync>;
-/// A handler for a message code ([`ClientBuilder::on_code`]).
-type CodeHandler = Arc<dyn Fn(&[String]) + Send + Sync>;
 
 impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -90,7 +97,7 @@ impl ClientBuilder {
 
     /// The longest line accepted from the server, in bytes (default
     /// [`DEFAULT_MAX_LINE_LEN`]). A longer line ends the connection with
-    /// [`Disconnect::LineTooLong`] instead of growing a buffer without bound.
+    /// [`Disconnect::LineTooLong`](crate::Disconnect::LineTooLong) instead of growing a buffer without bound.
     pub fn max_line_len(mut self, max: usize) -> Self {
         self.max_line_len = max.max(1);
         self
@@ -378,7 +385,7 @@ impl Client {
 
     /// Closes the connection now, as tripe.py's `disconnect(reason)`: every command still
     /// queued, in flight or running in the background fails with
-    /// [`Error::ConnectionLost`], whose source is [`Disconnect::Requested`] with `reason`.
+    /// [`Error::ConnectionLost`], whose source is [`Disconnect::Requested`](crate::Disconnect::Requested) with `reason`.
     /// The client can [`reconnect`](Client::reconnect) afterwards. Does nothing if the
     /// connection is already gone.
     pub fn disconnect(&self, reason: impl Into<String>) {
@@ -429,156 +436,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The answer to one command: its INFO lines as they arrive, then OK or a failure.
-///
-/// For a background job the `BGINFO`/`BGOK`/`BGFAIL` lines arrive here the same way, after
-/// the server detaches it.
-///
-/// This is the streaming form: [`Reply::next_info`] hands over each line as the server
-/// sends it, and at most [`ClientBuilder::reply_capacity`] lines wait for it, however long
-/// the command runs ([`Reply::collect`] is the convenience that keeps them all).
-#[derive(Debug)]
-pub struct Reply {
-    keyword: String,
-    lines: mpsc::Receiver<Progress>,
-    end: oneshot::Receiver<End>,
-    tag: Option<String>,
-    detached: bool,
-    done: bool,
-    requests: mpsc::WeakUnboundedSender<Request>,
-    abandoned: Arc<Notify>,
-    capacity: usize,
-}
-
-impl Drop for Reply {
-    fn drop(&mut self) {
-        if !self.done {
-            // The dispatcher may be waiting only for this job before it closes.
-            self.abandoned.notify_one();
-        }
-    }
-}
-
-impl Reply {
-    /// The command keyword, upper case.
-    pub fn keyword(&self) -> &str {
-        &self.keyword
-    }
-
-    /// The background tag: the one this client chose, or the one in `BGDETACH`.
-    pub fn tag(&self) -> Option<&str> {
-        self.tag.as_deref()
-    }
-
-    /// Whether the server has detached the command into the background (as far as this
-    /// reply has read).
-    pub fn is_detached(&self) -> bool {
-        self.detached
-    }
-
-    /// The next INFO line's words; `None` once the server said OK.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Failed`] when the server said FAIL, [`Error::ConnectionLost`] or
-    /// [`Error::Closed`] when the connection went away first, [`Error::Cancelled`] when the
-    /// background job was cancelled. After the end, it keeps returning `Ok(None)`.
-    pub async fn next_info(&mut self) -> Result<Option<Vec<String>>, Error> {
-        while !self.done {
-            match self.lines.recv().await {
-                Some(Progress::Info(words)) => return Ok(Some(words)),
-                Some(Progress::Detached(tag)) => {
-                    self.detached = true;
-                    self.tag = Some(tag);
-                    continue;
-                }
-                // Every line is read: the end follows (the dispatcher drops the line sender
-                // before it sends the end).
-                None => {}
-            }
-            self.done = true;
-            return match (&mut self.end).await {
-                Ok(End::Ok) => Ok(None),
-                Ok(End::Fail(failure)) => Err(Error::Failed(failure)),
-                Ok(End::Lost(reason)) => Err(Error::ConnectionLost(reason)),
-                Ok(End::Cancelled) => {
-                    Err(Error::Cancelled { tag: self.tag.clone().unwrap_or_default() })
-                }
-                Err(_) => Err(Error::Closed),
-            };
-        }
-        Ok(None)
-    }
-
-    /// Every INFO line, once the command succeeded.
-    ///
-    /// # Errors
-    ///
-    /// As [`Reply::next_info`].
-    pub async fn collect(mut self) -> Result<Vec<Vec<String>>, Error> {
-        let mut lines = Vec::new();
-        while let Some(words) = self.next_info().await? {
-            lines.push(words);
-        }
-        Ok(lines)
-    }
-
-    /// Waits for OK from a command that answers with no INFO lines.
-    ///
-    /// # Errors
-    ///
-    /// As [`Reply::next_info`], and [`Error::Unexpected`] if INFO lines came.
-    pub async fn ok(self) -> Result<(), Error> {
-        let keyword = self.keyword.clone();
-        let lines = self.collect().await?;
-        if lines.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::unexpected(&keyword, format!("{} INFO lines, expected none", lines.len())))
-        }
-    }
-
-    /// The one INFO line of a command that answers with exactly one.
-    ///
-    /// # Errors
-    ///
-    /// As [`Reply::next_info`], and [`Error::Unexpected`] for any other number of lines.
-    pub async fn single(self) -> Result<Vec<String>, Error> {
-        let keyword = self.keyword.clone();
-        let mut lines = self.collect().await?;
-        if lines.len() == 1 {
-            Ok(lines.remove(0))
-        } else {
-            Err(Error::unexpected(&keyword, format!("{} INFO lines, expected one", lines.len())))
-        }
-    }
-
-    /// Cancels this background job with `BGCANCEL` and waits for the server to confirm.
-    /// This reply then ends with [`Error::Cancelled`].
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Unexpected`] when the command is not a background job, the server's
-    /// failure (`unknown-tag` when the job has already finished), or a connection error.
-    pub async fn cancel(&self) -> Result<(), Error> {
-        let Some(tag) = self.tag.clone() else {
-            return Err(Error::unexpected(&self.keyword, "not a background job"));
-        };
-        let requests = self.requests.upgrade().ok_or(Error::Closed)?;
-        let line = format_command(["BGCANCEL", &tag])?;
-        let (request, reply) = Request::new(
-            line,
-            Some(tag),
-            "BGCANCEL".to_owned(),
-            self.capacity,
-            self.requests.clone(),
-            self.abandoned.clone(),
-        );
-        requests.send(request).map_err(|_| Error::Closed)?;
-        reply.ok().await
-    }
-}
-
 /// A subscription to the server's broadcasts; see [`Client::events`].
 #[derive(Debug)]
 pub struct Events {
@@ -607,234 +464,5 @@ impl ServiceMessages {
     /// The next service line; `None` once the connection is gone.
     pub async fn recv(&mut self) -> Option<ServiceMessage> {
         self.rx.recv().await
-    }
-}
-
-/// A command waiting to be sent or answered.
-#[derive(Debug)]
-struct Request {
-    line: String,
-    /// The reply's lines, bounded: a full buffer holds up the dispatcher (backpressure).
-    lines: mpsc::Sender<Progress>,
-    /// The reply's end, sent once the line sender is gone.
-    end: oneshot::Sender<End>,
-    /// For `BGCANCEL TAG`: the job that ends when the server says OK.
-    cancels: Option<String>,
-}
-
-impl Request {
-    /// A request and the reply that reads its answer.
-    fn new(
-        line: String,
-        cancels: Option<String>,
-        keyword: String,
-        capacity: usize,
-        requests: mpsc::WeakUnboundedSender<Request>,
-        abandoned: Arc<Notify>,
-    ) -> (Request, Reply) {
-        let (lines_tx, lines) = mpsc::channel(capacity);
-        let (end_tx, end) = oneshot::channel();
-        let request = Request { line, lines: lines_tx, end: end_tx, cancels };
-        let reply = Reply {
-            keyword,
-            lines,
-            end,
-            tag: None,
-            detached: false,
-            done: false,
-            requests,
-            abandoned,
-            capacity,
-        };
-        (request, reply)
-    }
-
-    /// Hands a line to the reply, waiting while its buffer is full.
-    async fn progress(&self, progress: Progress) {
-        // The caller may have dropped its reply; the command still runs.
-        let _ = self.lines.send(progress).await;
-    }
-
-    /// Ends the reply.
-    fn finish(self, end: End) {
-        let Request { lines, end: end_tx, .. } = self;
-        drop(lines);
-        let _ = end_tx.send(end);
-    }
-
-    /// Whether nobody reads the reply any more.
-    fn is_abandoned(&self) -> bool {
-        self.lines.is_closed()
-    }
-}
-
-/// A line for a reply.
-#[derive(Debug)]
-enum Progress {
-    Info(Vec<String>),
-    Detached(String),
-}
-
-/// How a reply ends.
-#[derive(Debug)]
-enum End {
-    Ok,
-    Fail(Failure),
-    Lost(Arc<Disconnect>),
-    Cancelled,
-}
-
-/// The task serving one connection.
-struct Driver<R, W> {
-    reader: LineReader<R>,
-    writer: W,
-    requests: mpsc::UnboundedReceiver<Request>,
-    queue: VecDeque<Request>,
-    foreground: Option<Request>,
-    jobs: HashMap<String, Request>,
-    events: broadcast::Sender<Event>,
-    service: mpsc::UnboundedSender<ServiceMessage>,
-    abandoned: Arc<Notify>,
-    stop: oneshot::Receiver<String>,
-    on_line: Option<LineHook>,
-    code_handlers: HashMap<String, CodeHandler>,
-}
-
-impl<R, W> Driver<R, W>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    async fn run(mut self) {
-        let Some(reason) = self.serve().await else {
-            tracing::debug!("admin connection closed by the client");
-            return;
-        };
-        tracing::debug!(%reason, "admin connection lost");
-        let reason = Arc::new(reason);
-        self.requests.close();
-        while let Ok(request) = self.requests.try_recv() {
-            self.queue.push_back(request);
-        }
-        let pending = self.foreground.take().into_iter().chain(self.queue.drain(..));
-        for request in pending.chain(self.jobs.drain().map(|(_, r)| r)) {
-            request.finish(End::Lost(reason.clone()));
-        }
-    }
-
-    /// Serves the connection until it drops (the reason) or the client is done with it.
-    async fn serve(&mut self) -> Option<Disconnect> {
-        let mut accepting = true;
-        let mut stoppable = true;
-        loop {
-            if self.foreground.is_none() {
-                if let Some(request) = self.queue.pop_front() {
-                    tracing::trace!(line = %request.line, "sending");
-                    let mut bytes = Vec::with_capacity(request.line.len() + 1);
-                    bytes.extend_from_slice(request.line.as_bytes());
-                    bytes.push(b'\n');
-                    let written = self.writer.write_all(&bytes).await;
-                    self.foreground = Some(request);
-                    if let Err(error) = written {
-                        return Some(Disconnect::Io(error));
-                    }
-                }
-            }
-            // Once every handle is gone, only commands someone waits for keep the
-            // connection: queued ones are still sent, and background jobs whose replies
-            // were dropped are abandoned.
-            let waited_for = self.jobs.values().any(|job| !job.is_abandoned());
-            if !accepting && self.foreground.is_none() && !waited_for {
-                return None;
-            }
-            tokio::select! {
-                line = self.reader.next_line() => match line {
-                    Ok(Some(line)) => self.handle(&line).await,
-                    Ok(None) => return Some(Disconnect::Eof),
-                    Err(reason) => return Some(reason),
-                },
-                request = self.requests.recv(), if accepting => match request {
-                    Some(request) => self.queue.push_back(request),
-                    None => accepting = false,
-                },
-                () = self.abandoned.notified() => {},
-                reason = &mut self.stop, if stoppable => match reason {
-                    Ok(reason) => return Some(Disconnect::Requested(reason)),
-                    // Every handle is gone: the connection ends as above.
-                    Err(_) => stoppable = false,
-                },
-            }
-        }
-    }
-
-    async fn handle(&mut self, line: &[u8]) {
-        if let Some(hook) = &self.on_line {
-            hook(line);
-        }
-        let message = ServerMessage::parse(line);
-        tracing::trace!(?message, "received");
-        match message {
-            ServerMessage::Ok => self.finish_foreground(End::Ok),
-            ServerMessage::Fail(failure) => self.finish_foreground(End::Fail(failure)),
-            ServerMessage::Info(words) => match &self.foreground {
-                Some(request) => request.progress(Progress::Info(words)).await,
-                None => tracing::warn!("INFO with no command in flight; ignored"),
-            },
-            ServerMessage::BgDetach(tag) => match self.foreground.take() {
-                Some(request) => {
-                    request.progress(Progress::Detached(tag.clone())).await;
-                    if self.jobs.insert(tag.clone(), request).is_some() {
-                        // A correct server fails the command with `tag-exists` instead; the
-                        // older job's reply ends with `Error::Closed`.
-                        tracing::warn!(%tag, "server reused a live job tag");
-                    }
-                }
-                None => tracing::warn!(%tag, "BGDETACH with no command in flight; ignored"),
-            },
-            ServerMessage::BgInfo(tag, words) => match self.jobs.get(&tag) {
-                Some(request) => request.progress(Progress::Info(words)).await,
-                None => tracing::warn!(%tag, "BGINFO for an unknown job; ignored"),
-            },
-            ServerMessage::BgOk(tag) => match self.jobs.remove(&tag) {
-                Some(request) => request.finish(End::Ok),
-                None => tracing::warn!(%tag, "BGOK for an unknown job; ignored"),
-            },
-            ServerMessage::BgFail(tag, failure) => match self.jobs.remove(&tag) {
-                Some(request) => request.finish(End::Fail(failure)),
-                None => tracing::warn!(%tag, "BGFAIL for an unknown job; ignored"),
-            },
-            ServerMessage::Event(Event::Unknown { code, args })
-                if self.code_handlers.contains_key(&code) =>
-            {
-                if let Some(handler) = self.code_handlers.get(&code) {
-                    handler(&args);
-                }
-            }
-            ServerMessage::Event(event) => {
-                // No subscriber is not an error: nobody asked for broadcasts.
-                let _ = self.events.send(event);
-            }
-            ServerMessage::Service(message) => {
-                if self.service.send(message).is_err() {
-                    tracing::warn!("service line with no service provider; ignored");
-                }
-            }
-            ServerMessage::Malformed(text) => {
-                tracing::warn!(line = %text, "malformed line ignored")
-            }
-        }
-    }
-
-    fn finish_foreground(&mut self, end: End) {
-        let Some(request) = self.foreground.take() else {
-            tracing::warn!("OK or FAIL with no command in flight; ignored");
-            return;
-        };
-        if matches!(end, End::Ok) {
-            if let Some(job) = request.cancels.as_ref().and_then(|tag| self.jobs.remove(tag)) {
-                job.finish(End::Cancelled);
-            }
-        }
-        request.finish(end);
     }
 }
