@@ -448,8 +448,7 @@ impl Control {
                     let _ = reply.send(None);
                 }
                 Command::SetListener(_, reply) => {
-                    let _ =
-                        reply.send(Err(Error::Invalid("the server is shutting down".to_owned())));
+                    let _ = reply.send(Err(Error::ShuttingDown));
                 }
                 Command::Stop | Command::Shutdown(_) | Command::Exit(_) | Command::Replaced => {}
             }

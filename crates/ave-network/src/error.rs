@@ -1,6 +1,6 @@
 //! The error type of this crate.
 
-use std::io;
+use std::{io, path::PathBuf};
 
 use ave_exceptions::{AveException, NetworkError, ProcessError};
 
@@ -42,10 +42,135 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// An invalid setting or an operation the current state does not allow, with the
-    /// original's text where it has one (`connection already has authkey`).
-    #[error("{0}")]
-    Invalid(String),
+    /// A `Control` has no connection of that id, or the connection ended before the
+    /// operation on it could complete.
+    #[error("no such connection: connection #{id}")]
+    NoSuchConnection {
+        /// The connection's number (`ConnectionId::get`).
+        id: u64,
+    },
+    /// The connection has not finished its handshake (the original's
+    /// `not established: ...`).
+    #[error("not established: connection #{id}")]
+    NotEstablished {
+        /// The connection's number (`ConnectionId::get`).
+        id: u64,
+    },
+    /// The connection already has a key (the original's `connection already has
+    /// authkey`): a key is given once.
+    #[error("connection already has authkey")]
+    AlreadyAuthenticated {
+        /// The connection's number (`ConnectionId::get`).
+        id: u64,
+    },
+    /// The server is shutting down or has stopped, so it takes no new connection,
+    /// listener or deferred join.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// A `Control` was asked to defer the join of its own process (the original's
+    /// `cannot defer join of self`).
+    #[error("cannot defer join of self")]
+    JoinSelf,
+    /// A hickup dump has nowhere to go: no home directory was configured and `HOME` is
+    /// not set.
+    #[error("no home directory for hickup dumps: set ControlBuilder::home or HOME")]
+    NoHome,
+    /// A `Process` was started a second time: a process starts once.
+    #[error("{name} was already started: a Process starts once")]
+    AlreadyStarted {
+        /// The process's name.
+        name: String,
+    },
+    /// A fork was refused because other threads run in this process, and fork is only
+    /// sound in a single-threaded one.
+    #[error(
+        "refusing to fork {name}: this process runs {threads} other thread(s), and fork is \
+         only sound in a single-threaded process (start processes before building a \
+         multi-threaded runtime or spawning threads, serve from a current-thread runtime, \
+         or opt in with Process::allow_threads)"
+    )]
+    Threaded {
+        /// The name of the process that was not started.
+        name: String,
+        /// How many other threads were running.
+        threads: usize,
+    },
+    /// A daemon's pid file names a live process, so the daemon is not started again (the
+    /// original's text, `pid file <path> exist`).
+    #[error("pid file {} exist", path.display())]
+    PidFileExists {
+        /// The pid file.
+        path: PathBuf,
+    },
+    /// A daemon has no pid file to restart or stop it by (the original's `pid file
+    /// <path> does not exist`).
+    #[error("pid file {} does not exist", path.display())]
+    NoPidFile {
+        /// The pid file that was looked for.
+        path: PathBuf,
+    },
+    /// A daemon's pid file exists but holds no pid.
+    #[error("pid file {} holds no pid", path.display())]
+    BadPidFile {
+        /// The pid file.
+        path: PathBuf,
+    },
+    /// A process was sent SIGTERM, then SIGKILL, and is still there.
+    #[error("process {pid} did not end after SIGKILL")]
+    Unkillable {
+        /// The process.
+        pid: i32,
+    },
+    /// A text that is not an address `HOST:PORT` (an IPv6 host in brackets).
+    #[error("invalid address {text:?} (expected HOST:PORT)")]
+    BadAddress {
+        /// The text as given.
+        text: String,
+    },
+    /// An argument or setting out of its domain: a digest policy, a port range, a
+    /// process, socket or descriptor name, a buffer length.
+    #[error("invalid {what} {value:?} (expected {expected})")]
+    BadArgument {
+        /// Which argument, such as `digest policy`.
+        what: &'static str,
+        /// The value given, as text.
+        value: String,
+        /// What would have been accepted.
+        expected: &'static str,
+    },
+    /// More descriptors than one message can carry.
+    #[error("{count} descriptors in one message; at most {max} fit")]
+    TooManyFds {
+        /// How many were given.
+        count: usize,
+        /// The most one message carries (`fdtx::MAX_FDS`).
+        max: usize,
+    },
+    /// A variable of the service manager's environment (`NOTIFY_SOCKET`, `LISTEN_PID`,
+    /// `LISTEN_FDS`) holds something unusable.
+    #[error("{name} {value:?}: {reason}")]
+    BadEnvironment {
+        /// The variable.
+        name: &'static str,
+        /// Its value (lossily decoded).
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+        /// The system's error, when it gave one.
+        #[source]
+        source: Option<io::Error>,
+    },
+    /// The process on the other end of a handover socket runs as another user (and not
+    /// as root).
+    #[error("handover peer pid {pid} runs as uid {uid}, not {expected}")]
+    ForeignPeer {
+        /// The peer's pid.
+        pid: i32,
+        /// The peer's user id.
+        uid: u32,
+        /// This process's effective user id.
+        expected: u32,
+    },
     /// Call arguments could not be encoded as JSON.
     #[error("cannot encode the call arguments as JSON")]
     Encode(#[source] serde_json::Error),

@@ -97,6 +97,7 @@ impl FdTxListener {
     ///
     /// # Errors
     ///
+    /// [`Error::BadArgument`] for an empty name or one with a `/`;
     /// [`Error::Io`]: the directory cannot be created or is not a directory, the path
     /// already exists (`AlreadyExists`, as the original's `file already exists`), the path
     /// is too long for a Unix socket (108 bytes), or the socket cannot be bound.
@@ -107,7 +108,11 @@ impl FdTxListener {
             None => random_name()?,
         };
         if name.is_empty() || name.contains('/') {
-            return Err(Error::Invalid(format!("invalid socket name {name:?}")));
+            return Err(Error::BadArgument {
+                what: "socket name",
+                value: name,
+                expected: "a non-empty file name without '/'",
+            });
         }
         ensure_private_dir(dir)?;
         let path = dir.join(name);
@@ -248,8 +253,8 @@ impl FdTx {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] for more than [`MAX_FDS`] descriptors or descriptors without a
-    /// byte to carry them; `ConnectionClosed` if the peer is gone; `ConnectionTimeout`
+    /// [`Error::TooManyFds`] for more than [`MAX_FDS`] descriptors; [`Error::BadArgument`]
+    /// for descriptors without a byte to carry them; `ConnectionClosed` if the peer is gone; `ConnectionTimeout`
     /// (`write attempt timed out`) if a timeout is set and runs out, after which the
     /// stream may hold part of the message and should be closed; [`Error::Io`] otherwise
     /// (`EBADF` for a descriptor that is not open, `ETOOMANYREFS`, ...).
@@ -282,13 +287,17 @@ impl FdTx {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] for a `max_len` of 0; `ConnectionClosed` at end of stream;
+    /// [`Error::BadArgument`] for a `max_len` of 0; `ConnectionClosed` at end of stream;
     /// [`Error::Protocol`] if the peer sent more than `max_fds` descriptors (the ones that
     /// arrived are closed); `ConnectionTimeout` if a timeout is set and runs out;
     /// [`Error::Io`] otherwise.
     pub fn get(&self, max_len: usize, max_fds: usize) -> Result<Received, Error> {
         if max_len == 0 {
-            return Err(Error::Invalid("cannot receive into an empty buffer".to_owned()));
+            return Err(Error::BadArgument {
+                what: "buffer length",
+                value: "0".to_owned(),
+                expected: "at least one byte",
+            });
         }
         let mut bytes = vec![0u8; max_len];
         let got = match sys::recv_with_fds(self.stream.as_fd(), &mut bytes, max_fds) {
@@ -378,13 +387,14 @@ impl AsyncFdTx {
 
 fn check_put(message: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
     if fds.len() > MAX_FDS {
-        return Err(Error::Invalid(format!(
-            "{} descriptors in one message; at most {MAX_FDS} fit",
-            fds.len()
-        )));
+        return Err(Error::TooManyFds { count: fds.len(), max: MAX_FDS });
     }
     if message.is_empty() && !fds.is_empty() {
-        return Err(Error::Invalid("descriptors need at least one byte to travel with".to_owned()));
+        return Err(Error::BadArgument {
+            what: "message",
+            value: String::new(),
+            expected: "at least one byte for the descriptors to travel with",
+        });
     }
     Ok(())
 }
@@ -522,10 +532,11 @@ mod tests {
     fn put_refuses_what_cannot_be_sent() {
         let (a, _b) = FdTx::pair().unwrap();
         let err = a.put(b"", &[a.as_fd()]).unwrap_err();
-        assert!(matches!(err, Error::Invalid(_)), "{err}");
+        assert!(matches!(err, Error::BadArgument { what: "message", .. }), "{err}");
         let many = vec![a.as_fd(); MAX_FDS + 1];
         let err = a.put(b"x", &many).unwrap_err();
+        assert!(matches!(err, Error::TooManyFds { count: 254, max: MAX_FDS }), "{err:?}");
         assert_eq!(err.to_string(), "254 descriptors in one message; at most 253 fit");
-        assert!(matches!(a.get(0, 1), Err(Error::Invalid(_))));
+        assert!(matches!(a.get(0, 1), Err(Error::BadArgument { what: "buffer length", .. })));
     }
 }

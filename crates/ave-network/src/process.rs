@@ -268,24 +268,24 @@ impl Process {
     ///
     /// # Errors
     ///
-    /// - [`Error::Invalid`]: already started, a name with a NUL byte, or other threads
-    ///   run;
+    /// - [`Error::AlreadyStarted`] if it was started before;
+    /// - [`Error::BadArgument`] for a name with a NUL byte;
+    /// - [`Error::Threaded`] if other threads run (and [`Process::allow_threads`] was
+    ///   not given);
     /// - [`Error::Io`]: the pipe or the fork failed;
     /// - [`Error::Start`]: a synchronized child ended, failed or timed out before
     ///   reporting that it was initialized (a daemon: also the second fork failed). The
     ///   pid is still known then, so the child can be joined or killed.
     pub fn start(&mut self, daemonize: bool, synchronize: bool) -> Result<Pid, Error> {
         if self.target.is_none() || !matches!(self.state, State::Unstarted) {
-            return Err(Error::Invalid(format!(
-                "{} was already started: a Process starts once",
-                self.settings.name
-            )));
+            return Err(Error::AlreadyStarted { name: self.settings.name.clone() });
         }
         if self.settings.name.contains('\0') {
-            return Err(Error::Invalid(format!(
-                "process name {:?} contains a NUL byte",
-                self.settings.name
-            )));
+            return Err(Error::BadArgument {
+                what: "process name",
+                value: self.settings.name.clone(),
+                expected: "a name without a NUL byte",
+            });
         }
         let mut pipe = if daemonize || synchronize { Some(Pipe::new()?) } else { None };
         // What the child would flush at its end must not be printed twice.
@@ -299,14 +299,10 @@ impl Process {
                 .map_err(|e| Error::io("count the threads of this process", e))?
         };
         if !others.is_empty() {
-            return Err(Error::Invalid(format!(
-                "refusing to fork {}: this process runs {} other thread(s), and fork is only \
-                 sound in a single-threaded process (start processes before building a \
-                 multi-threaded runtime or spawning threads, serve from a current-thread \
-                 runtime, or opt in with Process::allow_threads)",
-                self.settings.name,
-                others.len()
-            )));
+            return Err(Error::Threaded {
+                name: self.settings.name.clone(),
+                threads: others.len(),
+            });
         }
         let forked =
             sys::fork().map_err(|e| Error::io(if daemonize { "fork #1" } else { "fork" }, e))?;

@@ -83,7 +83,7 @@ impl Notifier {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] if the variable names no usable address; [`Error::Io`] if the
+    /// [`Error::BadEnvironment`] if the variable names no usable address; [`Error::Io`] if the
     /// datagram socket cannot be made.
     pub fn from_env() -> Result<Option<Notifier>, Error> {
         match std::env::var_os("NOTIFY_SOCKET").filter(|v| !v.is_empty()) {
@@ -97,22 +97,21 @@ impl Notifier {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] if `path` is neither; [`Error::Io`] if the socket cannot be made.
+    /// [`Error::BadEnvironment`] (for `NOTIFY_SOCKET`) if `path` is neither; [`Error::Io`] if the socket cannot be made.
     pub fn connect(path: impl AsRef<OsStr>) -> Result<Notifier, Error> {
         let bytes = path.as_ref().as_bytes();
         let addr = match bytes.first() {
             Some(b'@') => UnixAddr::new_abstract(&bytes[1..]),
             Some(b'/') => UnixAddr::new(path.as_ref()),
             _ => {
-                return Err(Error::Invalid(format!(
-                    "NOTIFY_SOCKET {:?}: neither a path nor an abstract name",
-                    path.as_ref()
-                )));
+                return Err(bad_notify_socket(
+                    path.as_ref(),
+                    "neither a path nor an abstract name",
+                    None,
+                ));
             }
         }
-        .map_err(|e| {
-            Error::Invalid(format!("NOTIFY_SOCKET {:?}: {}", path.as_ref(), io::Error::from(e)))
-        })?;
+        .map_err(|e| bad_notify_socket(path.as_ref(), "not a socket address", Some(e.into())))?;
         let socket = socket(AddressFamily::Unix, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
             .map_err(|e| Error::io("make the notification socket", e.into()))?;
         Ok(Notifier { socket, addr })
@@ -210,13 +209,27 @@ impl Notifier {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] for a name systemd does not accept (empty, longer than 255
+    /// [`Error::BadArgument`] for a name systemd does not accept (empty, longer than 255
     /// bytes, with `:` or control characters); otherwise as [`Notifier::notify`].
     pub fn store_fds(&self, name: &str, fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
         if name.is_empty() || name.len() > 255 || name.chars().any(|c| c == ':' || c.is_control()) {
-            return Err(Error::Invalid(format!("{name:?}: not a valid FDNAME")));
+            return Err(Error::BadArgument {
+                what: "FDNAME",
+                value: name.to_owned(),
+                expected: "1 to 255 bytes without ':' or control characters",
+            });
         }
         self.notify_with_fds(&format!("FDSTORE=1\nFDNAME={name}"), fds)
+    }
+}
+
+/// The error for a `NOTIFY_SOCKET` value that names no datagram socket.
+fn bad_notify_socket(value: &OsStr, reason: &'static str, source: Option<io::Error>) -> Error {
+    Error::BadEnvironment {
+        name: "NOTIFY_SOCKET",
+        value: value.to_string_lossy().into_owned(),
+        reason,
+        source,
     }
 }
 
@@ -250,25 +263,30 @@ pub struct InheritedFd {
 ///
 /// # Errors
 ///
-/// [`Error::Invalid`] if `LISTEN_FDS` or `LISTEN_PID` is malformed; [`Error::Io`] if a
+/// [`Error::BadEnvironment`] if `LISTEN_FDS` or `LISTEN_PID` is malformed; [`Error::Io`] if a
 /// descriptor it announces is not open.
 pub fn listen_fds() -> Result<Vec<InheritedFd>, Error> {
     let Some(pid) = std::env::var_os("LISTEN_PID") else {
         return Ok(Vec::new());
     };
-    let pid: u32 = pid
-        .to_str()
-        .and_then(|p| p.trim().parse().ok())
-        .ok_or_else(|| Error::Invalid(format!("LISTEN_PID {pid:?}: not a pid")))?;
+    let pid: u32 =
+        pid.to_str().and_then(|p| p.trim().parse().ok()).ok_or_else(|| Error::BadEnvironment {
+            name: "LISTEN_PID",
+            value: pid.to_string_lossy().into_owned(),
+            reason: "not a pid",
+            source: None,
+        })?;
     if pid != std::process::id() {
         // Meant for another process (we inherited the environment of our parent).
         return Ok(Vec::new());
     }
     let count = std::env::var("LISTEN_FDS").unwrap_or_default();
-    let count: usize = count
-        .trim()
-        .parse()
-        .map_err(|_| Error::Invalid(format!("LISTEN_FDS {count:?}: not a number")))?;
+    let count: usize = count.trim().parse().map_err(|_| Error::BadEnvironment {
+        name: "LISTEN_FDS",
+        value: count.clone(),
+        reason: "not a number",
+        source: None,
+    })?;
     let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
         .map(|n| n.split(':').map(str::to_owned).collect())
         .unwrap_or_default();
@@ -462,15 +480,33 @@ mod tests {
 
     #[test]
     fn bad_addresses_and_names_are_refused() {
-        assert!(matches!(Notifier::connect("relative/path"), Err(Error::Invalid(_))));
-        assert!(matches!(Notifier::connect(""), Err(Error::Invalid(_))));
+        let err = Notifier::connect("relative/path").unwrap_err();
+        assert!(
+            matches!(&err, Error::BadEnvironment { name: "NOTIFY_SOCKET", value, source: None, .. }
+                if value == "relative/path"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "NOTIFY_SOCKET \"relative/path\": neither a path nor an abstract name"
+        );
+        assert!(matches!(Notifier::connect(""), Err(Error::BadEnvironment { .. })));
+        // A path too long for a socket address: the system's reason is the source.
+        let long = format!("/{}", "n".repeat(200));
+        let err = Notifier::connect(&long).unwrap_err();
+        assert!(matches!(&err, Error::BadEnvironment { source: Some(_), .. }), "{err:?}");
+        assert!(std::error::Error::source(&err).is_some());
         // Nobody listens there: the send fails, with what was sent.
         let notifier = Notifier::connect("@ave-nobody-listens-here").unwrap();
         let error = notifier.ready().unwrap_err();
         assert!(error.to_string().contains("READY=1"), "{error}");
         let fd = std::fs::File::open("/dev/null").unwrap();
         for bad in ["", "a:b", "new\nline"] {
-            assert!(matches!(notifier.store_fds(bad, &[fd.as_fd()]), Err(Error::Invalid(_))));
+            assert!(
+                matches!(notifier.store_fds(bad, &[fd.as_fd()]),
+                    Err(Error::BadArgument { what: "FDNAME", value, .. }) if value == bad),
+                "{bad:?}"
+            );
         }
     }
 

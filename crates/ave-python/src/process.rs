@@ -109,14 +109,14 @@ impl Child {
     fn start(&self, py: Python<'_>, daemonize: bool, synchronize: bool) -> PyResult<i32> {
         match self.with(|p| p.start(daemonize, synchronize)) {
             Ok(pid) => Ok(pid.get()),
-            Err(Error::Invalid(message)) if message.contains("other thread") => {
+            Err(e @ Error::Threaded { .. }) => {
                 let threads = py
                     .import("threading")
                     .and_then(|t| t.call_method0("active_count"))
                     .and_then(|n| n.extract::<usize>())
                     .unwrap_or(0);
                 Err(PyRuntimeError::new_err(format!(
-                    "{message}; Python threads alive: {threads} (start processes before \
+                    "{e}; Python threads alive: {threads} (start processes before \
                      starting threads; a Control serving in this process also runs one)"
                 )))
             }

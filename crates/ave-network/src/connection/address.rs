@@ -89,7 +89,7 @@ impl FromStr for Address {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Address, Error> {
-        let bad = || Error::Invalid(format!("invalid address {s:?} (expected HOST:PORT)"));
+        let bad = || Error::BadAddress { text: s.to_owned() };
         let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
         let host = match host.strip_prefix('[') {
             Some(inner) => inner.strip_suffix(']').ok_or_else(bad)?,
@@ -216,7 +216,8 @@ pub fn find_free_port(ip: IpAddr, listen: bool) -> Result<FreePort, Error> {
 ///
 /// # Errors
 ///
-/// [`Error::Io`] (`no free port available`) when every attempt failed.
+/// [`Error::BadArgument`] for an empty range; [`Error::Io`] (`no free port available`)
+/// when every attempt failed.
 pub fn find_free_port_in(
     ip: IpAddr,
     range: RangeInclusive<u16>,
@@ -224,7 +225,11 @@ pub fn find_free_port_in(
 ) -> Result<FreePort, Error> {
     let (low, high) = (u32::from(*range.start()), u32::from(*range.end()));
     if low > high {
-        return Err(Error::Invalid(format!("empty port range {low}..={high}")));
+        return Err(Error::BadArgument {
+            what: "port range",
+            value: format!("{low}..={high}"),
+            expected: "LOW..=HIGH with LOW <= HIGH",
+        });
     }
     let mut last = io::Error::from(io::ErrorKind::AddrInUse);
     for _ in 0..20_000 {
@@ -271,8 +276,13 @@ mod tests {
         assert_eq!(empty.connect_host(), "127.0.0.1");
         assert_eq!(empty.to_json(), serde_json::json!(["", 5]));
         for bad in ["nohost", "a:b", "::1:80", "[::1:80", "h:70000"] {
-            assert!(bad.parse::<Address>().is_err(), "{bad}");
+            let err = bad.parse::<Address>().unwrap_err();
+            assert!(matches!(&err, Error::BadAddress { text } if text == bad), "{err:?}");
         }
+        assert_eq!(
+            "a:b".parse::<Address>().unwrap_err().to_string(),
+            "invalid address \"a:b\" (expected HOST:PORT)"
+        );
     }
 
     #[test]
@@ -287,5 +297,8 @@ mod tests {
         assert!(
             matches!(taken, Err(Error::Io { ref context, .. }) if context == "no free port available")
         );
+        #[expect(clippy::reversed_empty_ranges, reason = "the empty range is the case tested")]
+        let empty = find_free_port_in(LOCALHOST, 5..=4, false).unwrap_err();
+        assert!(matches!(&empty, Error::BadArgument { what: "port range", .. }), "{empty:?}");
     }
 }

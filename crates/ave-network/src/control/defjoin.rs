@@ -148,8 +148,8 @@ impl ControlHandle {
     /// # Errors
     ///
     /// [`Error::Process`]: `Unstarted` for a process never started, `Unwaitable` for one
-    /// that is not a child (a daemon) or already joined; [`Error::Invalid`] if the server
-    /// is shutting down.
+    /// that is not a child (a daemon) or already joined; [`Error::ShuttingDown`] if the
+    /// server is shutting down.
     pub fn join_later(&self, process: &Process) -> Result<(), Error> {
         let (pid, pidfd) = process.deferrable()?;
         self.defer(pid, pidfd)
@@ -160,12 +160,13 @@ impl ControlHandle {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] (`cannot defer join of self`) for this process's own pid;
+    /// [`Error::JoinSelf`] (`cannot defer join of self`) for this process's own pid;
     /// [`Error::Process`]: `Unwaitable` (`target process is not a child`), `Unknown`
-    /// (`cannot join unknown process`); [`Error::Invalid`] if the server is shutting down.
+    /// (`cannot join unknown process`); [`Error::ShuttingDown`] if the server is shutting
+    /// down.
     pub fn join_later_pid(&self, pid: Pid) -> Result<(), Error> {
         if pid == Pid::this() {
-            return Err(Error::Invalid("cannot defer join of self".to_owned()));
+            return Err(Error::JoinSelf);
         }
         sys::has_terminated(pid.get()).map_err(wait_error)?;
         let pidfd = sys::pidfd_open(pid.get()).map_err(|e| {
@@ -182,7 +183,7 @@ impl ControlHandle {
 
     fn defer(&self, pid: Pid, pidfd: OwnedFd) -> Result<(), Error> {
         if self.is_shutting_down() {
-            return Err(Error::Invalid("the server is shutting down".to_owned()));
+            return Err(Error::ShuttingDown);
         }
         self.shared.reaper.defer(pid, pidfd);
         Ok(())

@@ -72,11 +72,11 @@ impl ControlHandle {
     /// # Errors
     ///
     /// [`Error::Io`] if the socket cannot be registered with the runtime;
-    /// [`Error::Invalid`] if the server has stopped.
+    /// [`Error::ShuttingDown`] if the server is shutting down or has stopped.
     pub async fn set_listener(&self, listener: TcpListener) -> Result<(), Error> {
         let (reply, done) = oneshot::channel();
         self.shared.send(Command::SetListener(listener, reply));
-        done.await.map_err(|_| Error::Invalid("the server has stopped".to_owned()))?
+        done.await.map_err(|_| Error::ShuttingDown)?
     }
 
     /// Ends the event loop with [`Stopped::Replaced`](crate::control::Stopped::Replaced): a successor serves every
@@ -137,7 +137,7 @@ impl ControlHandle {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] if the server has stopped.
+    /// [`Error::ShuttingDown`] if the server is shutting down or has stopped.
     pub fn add_connection(
         &self,
         conn: Connection,
@@ -157,7 +157,7 @@ impl ControlHandle {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] if the server has stopped.
+    /// [`Error::ShuttingDown`] if the server is shutting down or has stopped.
     pub fn adopt_connection(&self, detached: DetachedConnection) -> Result<ConnectionId, Error> {
         let phase = match detached.phase {
             ConnectionPhase::Challenged { challenge } => Phase::Challenged(challenge),
@@ -179,7 +179,7 @@ impl ControlHandle {
         phase: Phase,
     ) -> Result<ConnectionId, Error> {
         if self.is_shutting_down() {
-            return Err(Error::Invalid("the server is shutting down".to_owned()));
+            return Err(Error::ShuttingDown);
         }
         let conn = self.shared.new_conn(address, identity);
         if matches!(phase, Phase::Established) {
@@ -197,16 +197,14 @@ impl ControlHandle {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] if there is no such connection or it ended first.
+    /// [`Error::NoSuchConnection`] if there is no such connection or it ended first.
     pub async fn remove_connection(&self, id: ConnectionId) -> Result<DetachedConnection, Error> {
         let conn = self.shared.conn(id)?;
         let (reply, result) = oneshot::channel();
         *lock(&conn.detach) = Some(reply);
         conn.wake.raise();
         drop(conn);
-        result
-            .await
-            .map_err(|_| Error::Invalid(format!("{id} ended before it could be removed")))?
+        result.await.map_err(|_| Error::NoSuchConnection { id: id.get() })?
     }
 
     /// Gives an established connection without an identity the key `key`, as the
@@ -214,16 +212,17 @@ impl ControlHandle {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`]: `no such connection`, `not established: ...`, or
-    /// `connection already has authkey`.
+    /// [`Error::NoSuchConnection`]; [`Error::NotEstablished`] (`not established: ...`)
+    /// before the handshake is over; [`Error::AlreadyAuthenticated`] (`connection already
+    /// has authkey`) if it has a key.
     pub fn set_connection_authkey(&self, id: ConnectionId, key: &str) -> Result<(), Error> {
         let conn = self.shared.conn(id)?;
         if !conn.is_established() {
-            return Err(Error::Invalid(format!("not established: {id}")));
+            return Err(Error::NotEstablished { id: id.get() });
         }
         let mut identity = lock(&conn.identity);
         if identity.is_some() {
-            return Err(Error::Invalid("connection already has authkey".to_owned()));
+            return Err(Error::AlreadyAuthenticated { id: id.get() });
         }
         *identity = Some(Arc::from(key));
         Ok(())
@@ -233,7 +232,7 @@ impl ControlHandle {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] if there is no such connection.
+    /// [`Error::NoSuchConnection`] if there is no such connection.
     pub fn get_connection_authkey(&self, id: ConnectionId) -> Result<Option<String>, Error> {
         Ok(self.shared.conn(id)?.identity())
     }

@@ -45,16 +45,12 @@ impl ControlHandle {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] if there is no home directory (neither
+    /// [`Error::NoHome`] if there is no home directory (neither
     /// [`ControlBuilder::home`](crate::control::ControlBuilder::home) nor `HOME`); [`Error::Io`] if
     /// the folder or the file cannot be made.
     pub fn hickup(&self) -> Result<PathBuf, Error> {
         let forwarded = forward_to_children(Signal::USR1);
-        let home = self.hickup_home().ok_or_else(|| {
-            Error::Invalid(
-                "no home directory for hickup dumps: set ControlBuilder::home or HOME".to_owned(),
-            )
-        })?;
+        let home = self.hickup_home().ok_or(Error::NoHome)?;
         let dir = home.join(".ave").join("hickup");
         fs::DirBuilder::new()
             .recursive(true)

@@ -384,7 +384,7 @@ impl Session {
             return;
         }
         if let Some(reply) = self.conn.take_detach_request() {
-            let _ = reply.send(Err(Error::Invalid(format!("{} ended", self.conn.id))));
+            let _ = reply.send(Err(Error::NoSuchConnection { id: self.conn.id.get() }));
         }
         match &end {
             End::Lost(Some(e)) => {

@@ -184,9 +184,6 @@ impl Shared {
     }
 
     pub(crate) fn conn(&self, id: ConnectionId) -> Result<Arc<ConnShared>, Error> {
-        lock(&self.conns)
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| Error::Invalid(format!("no such connection: {id}")))
+        lock(&self.conns).get(&id).cloned().ok_or(Error::NoSuchConnection { id: id.get() })
     }
 }

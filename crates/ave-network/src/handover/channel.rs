@@ -286,11 +286,7 @@ pub(crate) fn check_peer(stream: &impl AsFd) -> Result<u32, Error> {
         .map_err(|e| Error::io("read the peer's credentials", e.into()))?;
     let me = nix::unistd::geteuid().as_raw();
     if creds.uid() != me && creds.uid() != 0 {
-        return Err(Error::Invalid(format!(
-            "handover peer pid {} runs as uid {}, not {me}",
-            creds.pid(),
-            creds.uid()
-        )));
+        return Err(Error::ForeignPeer { pid: creds.pid(), uid: creds.uid(), expected: me });
     }
     Ok(u32::try_from(creds.pid()).unwrap_or(0))
 }

@@ -251,10 +251,12 @@ pub async fn run_replaceable(
 
 /// Creates the socket's directory (0700) and makes sure it is this user's and private.
 fn private_parent(path: &Path) -> Result<(), Error> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .ok_or_else(|| Error::Invalid(format!("{} has no directory", path.display())))?;
+    let dir =
+        path.parent().filter(|d| !d.as_os_str().is_empty()).ok_or_else(|| Error::BadArgument {
+            what: "socket path",
+            value: path.display().to_string(),
+            expected: "a path in a directory",
+        })?;
     fdtx::ensure_private_dir(dir)?;
     let meta = fs::metadata(dir).map_err(|e| Error::io(format!("inspect {}", dir.display()), e))?;
     let me = nix::unistd::geteuid().as_raw();

@@ -131,12 +131,12 @@ impl Daemon {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] (`pid file <path> exist`) if the pid file names a live
+    /// [`Error::PidFileExists`] (`pid file <path> exist`) if the pid file names a live
     /// process; what [`Process::start`] reports otherwise.
     pub fn start<T: Target + 'static>(&self, target: T) -> Result<Pid, Error> {
         if let Some(pid) = self.get_pid() {
             if is_running(pid) {
-                return Err(Error::Invalid(format!("pid file {} exist", self.pid_path.display())));
+                return Err(Error::PidFileExists { path: self.pid_path.clone() });
             }
             tracing::warn!(path = %self.pid_path.display(), %pid, "replacing a stale pid file");
         }
@@ -160,7 +160,7 @@ impl Daemon {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] (`pid file <path> does not exist`) without a pid file; what
+    /// [`Error::NoPidFile`] (`pid file <path> does not exist`) without a pid file; what
     /// [`Process::start`] reports otherwise.
     pub fn restart<T: Target + 'static>(&self, target: T) -> Result<Pid, Error> {
         if !self.pid_path.exists() {
@@ -186,17 +186,15 @@ impl Daemon {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`]: `pid file <path> does not exist`, a pid file without a pid, or
-    /// a process that survived SIGKILL; [`Error::Io`] if a signal cannot be sent.
+    /// [`Error::NoPidFile`] (`pid file <path> does not exist`); [`Error::BadPidFile`] for
+    /// a pid file without a pid; [`Error::Unkillable`] for a process that survived
+    /// SIGKILL; [`Error::Io`] if a signal cannot be sent.
     pub fn stop(&self) -> Result<(), Error> {
         if !self.pid_path.exists() {
             return Err(self.no_pid_file());
         }
         let Some(pid) = self.get_pid() else {
-            return Err(Error::Invalid(format!(
-                "pid file {} holds no pid",
-                self.pid_path.display()
-            )));
+            return Err(Error::BadPidFile { path: self.pid_path.clone() });
         };
         match sys::pidfd_open(pid.get()) {
             Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => {}
@@ -223,7 +221,7 @@ impl Daemon {
                     }
                 }
                 if !gone {
-                    return Err(Error::Invalid(format!("process {pid} did not end after SIGKILL")));
+                    return Err(Error::Unkillable { pid: pid.get() });
                 }
             }
         }
@@ -232,7 +230,7 @@ impl Daemon {
     }
 
     fn no_pid_file(&self) -> Error {
-        Error::Invalid(format!("pid file {} does not exist", self.pid_path.display()))
+        Error::NoPidFile { path: self.pid_path.clone() }
     }
 
     fn launch(&self, inner: Box<dyn Target>, default: String) -> Result<Pid, Error> {

@@ -69,9 +69,11 @@ impl FromStr for DigestPolicy {
             "md5" => Ok(DigestPolicy::Md5),
             "any" => Ok(DigestPolicy::Any),
             "sha256" => Ok(DigestPolicy::Sha256),
-            other => Err(Error::Invalid(format!(
-                "unknown digest policy {other:?} (expected md5, sha256 or any)"
-            ))),
+            other => Err(Error::BadArgument {
+                what: "digest policy",
+                value: other.to_owned(),
+                expected: "md5, sha256 or any",
+            }),
         }
     }
 }
@@ -371,6 +373,10 @@ mod tests {
     fn policy_parsing() {
         assert_eq!("any".parse::<DigestPolicy>().unwrap(), DigestPolicy::Any);
         assert_eq!(DigestPolicy::Sha256.to_string(), "sha256");
-        assert!("sha1".parse::<DigestPolicy>().is_err());
+        let err = "sha1".parse::<DigestPolicy>().unwrap_err();
+        assert!(
+            matches!(&err, Error::BadArgument { what: "digest policy", value, .. } if value == "sha1"),
+            "{err:?}"
+        );
     }
 }

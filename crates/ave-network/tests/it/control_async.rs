@@ -371,6 +371,10 @@ async fn connection_keys_can_be_given_by_the_service() {
                 let key = format!("session-{}", info.id.get());
                 control.set_connection_authkey(info.id, &key).unwrap();
                 let again = control.set_connection_authkey(info.id, "x").unwrap_err();
+                assert!(
+                    matches!(again, Error::AlreadyAuthenticated { id } if id == info.id.get()),
+                    "{again:?}"
+                );
                 assert_eq!(again.to_string(), "connection already has authkey");
                 record.lock().unwrap().push((info.id, key));
             }
@@ -383,6 +387,21 @@ async fn connection_keys_can_be_given_by_the_service() {
     assert_eq!(identity, key.as_str());
     assert_eq!(server.handle.get_connection_authkey(id).unwrap().as_deref(), Some(key.as_str()));
     assert_eq!(client(&server, Some("k")).call("whoami", ()).await.unwrap(), "k");
+}
+
+#[tokio::test]
+async fn a_key_is_refused_before_the_handshake_is_over() {
+    let (server, _) = diagnostic(|b| b.authkey(Some("k")));
+    // The challenge arrived and was not answered: the connection is mid-handshake.
+    let mut silent = Probe::connect(server.port);
+    let _challenge = silent.recv();
+    let pending = server.handle.connections();
+    let [info] = pending.as_slice() else { panic!("{pending:?}") };
+    assert!(!info.established);
+    let err = server.handle.set_connection_authkey(info.id, "x").unwrap_err();
+    assert!(matches!(err, Error::NotEstablished { id } if id == info.id.get()), "{err:?}");
+    assert_eq!(err.to_string(), format!("not established: {}", info.id));
+    assert_eq!(server.handle.get_connection_authkey(info.id).unwrap(), None);
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 use std::{
     fs::{self, File},
     io::{BufRead, BufReader},
+    path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -19,13 +20,6 @@ use crate::{TempDir, python3};
 fn daemon(dir: &TempDir, name: &str) -> Daemon {
     let log = File::options().create(true).append(true).open(dir.0.join("log")).unwrap();
     Daemon::new(dir.0.join(name), log).unwrap()
-}
-
-fn invalid(e: Error) -> String {
-    match e {
-        Error::Invalid(message) => message,
-        other => panic!("{other:?}"),
-    }
 }
 
 #[test]
@@ -47,16 +41,23 @@ fn stop_and_restart_need_a_pid_file_and_start_refuses_a_live_one() {
     let dir = TempDir::new("daemon-refusals");
     let d = daemon(&dir, "d.pid");
     let path = d.pid_path().display().to_string();
-    assert_eq!(invalid(d.stop().unwrap_err()), format!("pid file {path} does not exist"));
-    assert_eq!(
-        invalid(d.restart_fn(|_| Ok(())).unwrap_err()),
-        format!("pid file {path} does not exist")
-    );
+    // The variant names the pid file; the text is the original's.
+    let is_this = |p: &Path| p == d.pid_path();
+    let e = d.stop().unwrap_err();
+    assert!(matches!(&e, Error::NoPidFile { path } if is_this(path)), "{e:?}");
+    assert_eq!(e.to_string(), format!("pid file {path} does not exist"));
+    let e = d.restart_fn(|_| Ok(())).unwrap_err();
+    assert!(matches!(&e, Error::NoPidFile { path } if is_this(path)), "{e:?}");
+    assert_eq!(e.to_string(), format!("pid file {path} does not exist"));
     fs::write(d.pid_path(), "garbage").unwrap();
-    assert_eq!(invalid(d.stop().unwrap_err()), format!("pid file {path} holds no pid"));
+    let e = d.stop().unwrap_err();
+    assert!(matches!(&e, Error::BadPidFile { path } if is_this(path)), "{e:?}");
+    assert_eq!(e.to_string(), format!("pid file {path} holds no pid"));
     // This process is alive: refused before any fork.
     fs::write(d.pid_path(), std::process::id().to_string()).unwrap();
-    assert_eq!(invalid(d.start_fn(|_| Ok(())).unwrap_err()), format!("pid file {path} exist"));
+    let e = d.start_fn(|_| Ok(())).unwrap_err();
+    assert!(matches!(&e, Error::PidFileExists { path } if is_this(path)), "{e:?}");
+    assert_eq!(e.to_string(), format!("pid file {path} exist"));
 }
 
 #[test]

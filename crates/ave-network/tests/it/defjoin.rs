@@ -114,7 +114,9 @@ fn invalid_deferrals_are_refused() {
         message(h.join_later(&Process::from_fn(|_| Ok(())))),
         "cannot join unstarted process"
     );
-    assert_eq!(message(h.join_later_pid(Pid::this())), "cannot defer join of self");
+    let own = h.join_later_pid(Pid::this()).unwrap_err();
+    assert!(matches!(own, ave_network::Error::JoinSelf), "{own:?}");
+    assert_eq!(own.to_string(), "cannot defer join of self");
     assert_eq!(
         message(h.join_later_pid(Pid::from_raw(1).unwrap())),
         "target process is not a child"

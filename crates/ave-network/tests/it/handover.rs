@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use ave_network::{
+    Error,
     control::{ConnectionPhase, Params},
     diagnostic::Event,
     wire::handshake::{Algorithm, CHALLENGE_PREFIX, digest},
@@ -77,6 +78,9 @@ async fn removing_an_unknown_connection_fails() {
     let id = a.handle.connections()[0].id;
     drop(a.handle.remove_connection(id).await.unwrap());
     let err = a.handle.remove_connection(id).await.unwrap_err();
-    assert!(err.to_string().starts_with("no such connection"), "{err}");
+    assert!(matches!(err, Error::NoSuchConnection { id: gone } if gone == id.get()), "{err:?}");
+    assert_eq!(err.to_string(), format!("no such connection: {id}"));
+    let err = a.handle.get_connection_authkey(id).unwrap_err();
+    assert!(matches!(err, Error::NoSuchConnection { id: gone } if gone == id.get()), "{err:?}");
     assert!(probe.closed_within(Duration::from_secs(2)));
 }

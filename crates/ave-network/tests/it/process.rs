@@ -19,7 +19,10 @@ fn a_process_with_other_threads_is_not_forked() {
     });
     let mut p = Process::from_fn(|_| Ok(())).name("ave-refused");
     let e = p.start(false, true).unwrap_err();
-    let Error::Invalid(message) = &e else { panic!("{e:?}") };
+    let Error::Threaded { name, threads } = &e else { panic!("{e:?}") };
+    assert_eq!(name, "ave-refused");
+    assert!(*threads >= 1, "{threads}");
+    let message = e.to_string();
     assert!(message.starts_with("refusing to fork ave-refused: this process runs "), "{message}");
     assert!(message.contains("fork is only sound in a single-threaded process"), "{message}");
     assert!(message.contains("Process::allow_threads"), "{message}");
@@ -33,7 +36,11 @@ fn a_process_with_other_threads_is_not_forked() {
 fn a_name_with_a_nul_byte_is_refused_before_anything_happens() {
     let mut p = Process::from_fn(|_| Ok(())).name("ave-\0x");
     let e = p.start(false, false).unwrap_err();
-    assert!(matches!(&e, Error::Invalid(m) if m.contains("NUL")), "{e:?}");
+    assert!(
+        matches!(&e, Error::BadArgument { what: "process name", value, .. } if value == "ave-\0x"),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("NUL byte"), "{e}");
 }
 
 fn process_error(e: Error) -> ProcessError {
