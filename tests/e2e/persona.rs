@@ -8,6 +8,7 @@
 
 use std::{collections::BTreeSet, path::Path, process::Command};
 
+use ave_test_support::TempDir;
 use serde_json::Value;
 
 fn is_root() -> bool {
@@ -165,13 +166,11 @@ fn fds_fixture(args: &[&str]) -> String {
 
 #[test]
 fn t08_load_etc_filling_in_the_home_leaves_descriptors_alone() {
-    let dir = std::env::temp_dir().join(format!("ave-e2e-fds-etc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("e2e-fds-etc");
     let path = dir.join("user");
     std::fs::write(&path, r#"{"name": "root"}"#).unwrap();
     let result = fds_fixture(&["load-etc", path.to_str().unwrap()]);
     assert_eq!(result, "ok root 0 /root");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -184,12 +183,12 @@ fn t09_a_missing_config_file_leaves_descriptors_alone() {
 
 #[test]
 fn t10_create_etc_leaves_descriptors_alone() {
-    let dir = std::env::temp_dir().join(format!("ave-e2e-fds-create-{}", std::process::id()));
-    let path = dir.join("user");
+    let dir = TempDir::new("e2e-fds-create");
+    // The folder the file goes in does not exist yet: create_etc makes it.
+    let path = dir.join("etc/user");
     let result = fds_fixture(&["create-etc", path.to_str().unwrap(), "root"]);
     assert_eq!(result, "ok root true");
     assert!(Path::new(&path).exists());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -21,33 +21,12 @@ use ave::network::{
     BlockingRemoteControl,
     wire::handshake::{self, Algorithm, CHALLENGE_PREFIX},
 };
+use ave_test_support::TempDir;
 use nix::sys::signal::{Signal, kill};
 use serde_json::{Value, json};
 
 const CASES: &str = env!("CARGO_BIN_EXE_process_cases");
 const CONTROL: &str = env!("CARGO_BIN_EXE_process_control");
-
-/// A scratch folder, removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("ave-e2e-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create a scratch folder");
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Runs a case to its end: every JSON line it printed, and its stderr.
 fn run_case(case: &str, dir: Option<&Path>) -> (Vec<Value>, String) {
@@ -391,7 +370,7 @@ fn orphans_are_cleaned_up_when_the_starting_process_is_killed() {
 #[test]
 fn daemon_start_stop_and_pid_file() {
     // daemon t01-t03.
-    let dir = TempDir::new("daemon-lifecycle");
+    let dir = TempDir::new("e2e-daemon-lifecycle");
     let r = report("daemon-lifecycle", Some(dir.path()));
     let pid = r["pid"].as_i64().unwrap();
     assert_eq!(r["pid_file"], pid.to_string());
@@ -411,7 +390,7 @@ fn daemon_start_stop_and_pid_file() {
 #[test]
 fn daemon_restart_starts_a_new_instance() {
     // daemon t04.
-    let dir = TempDir::new("daemon-restart");
+    let dir = TempDir::new("e2e-daemon-restart");
     let r = report("daemon-restart", Some(dir.path()));
     assert_ne!(r["first"], r["second"]);
     assert_eq!(r["pid_file"], r["second"].to_string());
@@ -427,7 +406,7 @@ fn daemon_restart_starts_a_new_instance() {
 #[test]
 fn a_daemon_that_returns_removes_its_pid_file() {
     // daemon t05.
-    let dir = TempDir::new("daemon-quick");
+    let dir = TempDir::new("e2e-daemon-quick");
     let r = report("daemon-quick", Some(dir.path()));
     assert_eq!(r["gone"], true);
     assert_eq!(r["pid_file_after"], false);
@@ -436,7 +415,7 @@ fn a_daemon_that_returns_removes_its_pid_file() {
 #[test]
 fn daemon_streams_and_log_can_share_a_file() {
     // daemon t06.
-    let dir = TempDir::new("daemon-streams");
+    let dir = TempDir::new("e2e-daemon-streams");
     let r = report("daemon-streams", Some(dir.path()));
     assert_eq!(r["gone"], true);
     let log = text(&r["log"]);
@@ -448,7 +427,7 @@ fn daemon_streams_and_log_can_share_a_file() {
 #[test]
 fn a_failing_daemon_logs_why_and_leaves_no_pid_file() {
     // daemon t07 and t10.
-    let dir = TempDir::new("daemon-crash");
+    let dir = TempDir::new("e2e-daemon-crash");
     let r = report("daemon-crash", Some(dir.path()));
     assert_ne!(r["ppid_right_after_start"], r["parent"]);
     assert_eq!(r["gone"], true);
@@ -465,7 +444,7 @@ fn a_failing_daemon_logs_why_and_leaves_no_pid_file() {
 #[test]
 fn an_overlapping_restart_keeps_the_new_pid_file() {
     // daemon t08.
-    let dir = TempDir::new("daemon-overlap");
+    let dir = TempDir::new("e2e-daemon-overlap");
     let r = report("daemon-overlap", Some(dir.path()));
     assert_eq!(r["p1_gone"], true);
     assert_eq!(r["pid_file_after_p1"], r["p2"].to_string());
@@ -477,7 +456,7 @@ fn an_overlapping_restart_keeps_the_new_pid_file() {
 #[test]
 fn daemons_serving_a_control_share_a_pid_file() {
     // daemon t09, "DUST".
-    let dir = TempDir::new("daemon-dust");
+    let dir = TempDir::new("e2e-daemon-dust");
     let r = report("daemon-dust", Some(dir.path()));
     assert_eq!(r["stop"], json!({"ok": "stopped"}));
     assert_eq!(r["get_pid"], Value::Null);
@@ -487,7 +466,7 @@ fn daemons_serving_a_control_share_a_pid_file() {
 
 #[test]
 fn stopping_a_daemon_that_ignores_sigterm_ends_with_sigkill() {
-    let dir = TempDir::new("daemon-stubborn");
+    let dir = TempDir::new("e2e-daemon-stubborn");
     let r = report("daemon-stubborn", Some(dir.path()));
     assert_eq!(r["stop"], json!({"ok": "stopped"}));
     // It got SIGTERM, ignored it, and was killed after the stop timeout (300 ms).
@@ -546,7 +525,7 @@ fn pids(value: &Value) -> Vec<i32> {
 #[test]
 fn a_control_process_shuts_down_cleanly_on_sigterm() {
     // Acceptance scenario 25 and 30.
-    let dir = TempDir::new("control-sigterm");
+    let dir = TempDir::new("e2e-control-sigterm");
     let events = dir.path().join("events");
     let server = Server::start(&["--events", events.to_str().unwrap()]);
     let c = server.client(None);
@@ -615,7 +594,7 @@ fn dumps(home: &Path) -> Vec<PathBuf> {
 #[test]
 fn sigusr1_writes_a_hickup_dump_and_the_server_goes_on() {
     // hickup t01, t02, t05; acceptance scenario 31.
-    let home = TempDir::new("hickup-dump");
+    let home = TempDir::new("e2e-hickup-dump");
     let server = Server::start(&["--home", home.path().to_str().unwrap(), "--authkey", "sekrit"]);
     let c = server.client(Some("sekrit"));
     assert_eq!(call(&c, "get_pid", json!([])), json!(server.pid));
@@ -655,7 +634,7 @@ fn sigusr1_writes_a_hickup_dump_and_the_server_goes_on() {
 #[test]
 fn sigusr1_is_forwarded_to_ave_children_only() {
     // hickup t03, t04; acceptance scenario 32.
-    let home = TempDir::new("hickup-forward");
+    let home = TempDir::new("e2e-hickup-forward");
     let server = Server::start(&["--home", home.path().to_str().unwrap()]);
     let c = server.client(None);
     let child = pid(&call(&c, "make_child", json!([]))[1]);
@@ -724,7 +703,7 @@ time.sleep(60)
 #[test]
 fn a_storm_of_sigusr1_does_not_corrupt_requests() {
     // hickup t06, scaled down: signals while a request arrives one byte at a time.
-    let home = TempDir::new("hickup-storm");
+    let home = TempDir::new("e2e-hickup-storm");
     let server = Server::start(&["--home", home.path().to_str().unwrap(), "--authkey", ""]);
     let target = server.pid;
     let storm = std::thread::spawn(move || {

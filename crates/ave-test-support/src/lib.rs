@@ -1,6 +1,8 @@
-//! Helpers shared by the workspace's tests and benches, written once. Today: the TrIPE
-//! admin-protocol simulator ([`tripe_sim`]), used by ave-tripe's tests and bench and by the
-//! `ave tripe` tests of ave-cli.
+//! Helpers shared by the workspace's tests and benches, written once:
+//!
+//! - [`TempDir`] ([`tempdir`]): a fresh directory per test, removed on drop;
+//! - the TrIPE admin-protocol simulator ([`tripe_sim`]), used by ave-tripe's tests and bench
+//!   and by the `ave tripe` tests of ave-cli.
 //!
 //! This crate is a dev-dependency only; nothing in a shipped crate depends on it.
 //!
@@ -21,4 +23,7 @@
 //! assert_eq!(lines.next().unwrap().unwrap(), "OK");
 //! ```
 
+pub mod tempdir;
 pub mod tripe_sim;
+
+pub use crate::tempdir::TempDir;

@@ -15,6 +15,8 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
+use ave_test_support::TempDir;
+
 use crate::ave;
 
 const FILES: [&str; 8] = [
@@ -28,39 +30,9 @@ const FILES: [&str; 8] = [
     "handset.json",
 ];
 
-/// A temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("ave-cli-config-{tag}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        Self(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn config(&self) -> PathBuf {
-        self.0.join(".ave/config")
-    }
-
-    fn arg(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// The configuration folder of a home.
+fn config_dir(home: &TempDir) -> PathBuf {
+    home.join(".ave/config")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -102,7 +74,7 @@ macro_rules! skip_unless_root {
 /// Runs `ave` as `nobody`, from a copy every user can execute (the build folder may be
 /// under a home that is private to root). The copy is removed when the run ends.
 fn ave_as_nobody(args: &[&str]) -> Output {
-    let dir = TempDir::new("bin");
+    let dir = TempDir::with_mode("bin", 0o755);
     let exe = dir.path().join("ave");
     fs::copy(env!("CARGO_BIN_EXE_ave"), &exe).unwrap();
     fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
@@ -112,24 +84,24 @@ fn ave_as_nobody(args: &[&str]) -> Output {
 
 #[test]
 fn init_creates_the_eight_files_then_skips_them() {
-    let home = TempDir::new("init");
-    let out = ave(&["config", "init", "--home", home.arg()]);
+    let home = TempDir::with_mode("init", 0o755);
+    let out = ave(&["config", "init", "--home", home.to_str()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(lines(&out), created(&home.config(), &FILES));
-    let keys = home.config().join("authkeys.json");
+    assert_eq!(lines(&out), created(&config_dir(&home), &FILES));
+    let keys = config_dir(&home).join("authkeys.json");
     assert_eq!(fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o600);
     let before = fs::read(&keys).unwrap();
 
-    let out = ave(&["config", "init", "--home", home.arg()]);
+    let out = ave(&["config", "init", "--home", home.to_str()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
-    assert_eq!(err_lines(&out), kept(&home.config(), &FILES));
+    assert_eq!(err_lines(&out), kept(&config_dir(&home), &FILES));
     assert_eq!(fs::read(&keys).unwrap(), before);
 }
 
 #[test]
 fn init_refuses_a_home_that_does_not_exist() {
-    let scratch = TempDir::new("nohome");
+    let scratch = TempDir::with_mode("nohome", 0o755);
     let typo = scratch.path().join("hmoe/user");
     let out = ave(&["config", "init", "--home", typo.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3));
@@ -146,17 +118,17 @@ fn init_refuses_a_home_that_does_not_exist() {
 
 #[test]
 fn hints_name_commands_that_exist() {
-    let home = TempDir::new("hint");
+    let home = TempDir::with_mode("hint", 0o755);
     let expected = format!(
         "no such configuration file: {} (\"ave config init --home {}\" creates it with default \
          values)",
-        home.config().join("authkeys.json").display(),
-        home.arg()
+        config_dir(&home).join("authkeys.json").display(),
+        home.to_str()
     );
-    let out = ave(&["call", "--key-name", "admin", "--home", home.arg(), "127.0.0.1:1", "m"]);
+    let out = ave(&["call", "--key-name", "admin", "--home", home.to_str(), "127.0.0.1:1", "m"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(text(&out.stderr), format!("ave call: error: --key-name: {expected}\n"));
-    let out = ave(&["serve", "--authkeys", "--home", home.arg()]);
+    let out = ave(&["serve", "--authkeys", "--home", home.to_str()]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(text(&out.stderr), format!("ave serve: error: --authkeys: {expected}\n"));
     assert!(!text(&out.stderr).contains("ave-config"));
@@ -165,15 +137,15 @@ fn hints_name_commands_that_exist() {
 #[test]
 fn init_reports_skipped_files_first() {
     // The original's config test t02, through the command line.
-    let home = TempDir::new("t02");
-    fs::create_dir_all(home.config()).unwrap();
-    fs::write(home.config().join("broker.json"), "").unwrap();
-    fs::write(home.config().join("workspace.json"), "").unwrap();
-    let out = ave(&["config", "init", "--home", home.arg()]);
+    let home = TempDir::with_mode("t02", 0o755);
+    fs::create_dir_all(config_dir(&home)).unwrap();
+    fs::write(config_dir(&home).join("broker.json"), "").unwrap();
+    fs::write(config_dir(&home).join("workspace.json"), "").unwrap();
+    let out = ave(&["config", "init", "--home", home.to_str()]);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(err_lines(&out), kept(&home.config(), &["broker.json", "workspace.json"]));
+    assert_eq!(err_lines(&out), kept(&config_dir(&home), &["broker.json", "workspace.json"]));
     let expected = created(
-        &home.config(),
+        &config_dir(&home),
         &[
             "usbrel64.json",
             "authkeys.json",
@@ -184,21 +156,21 @@ fn init_reports_skipped_files_first() {
         ],
     );
     assert_eq!(lines(&out), expected);
-    assert_eq!(fs::read(home.config().join("broker.json")).unwrap(), b"");
+    assert_eq!(fs::read(config_dir(&home).join("broker.json")).unwrap(), b"");
 }
 
 #[test]
 fn init_failure_exits_3_with_the_reason() {
-    let home = TempDir::new("initfail");
+    let home = TempDir::with_mode("initfail", 0o755);
     fs::write(home.path().join(".ave"), "a file where a folder should be").unwrap();
-    let out = ave(&["config", "init", "--home", home.arg()]);
+    let out = ave(&["config", "init", "--home", home.to_str()]);
     assert_eq!(out.status.code(), Some(3));
     assert!(out.stdout.is_empty());
     let err = text(&out.stderr);
     assert!(
         err.starts_with(&format!(
             "ave config: error: could not bootstrap: could not create {}: ",
-            home.config().display()
+            config_dir(&home).display()
         )),
         "{err}"
     );
@@ -206,16 +178,16 @@ fn init_failure_exits_3_with_the_reason() {
 
 #[test]
 fn show_reports_each_file_and_why_it_does_not_load() {
-    let home = TempDir::new("show");
-    ave(&["config", "init", "--home", home.arg()]);
-    let keys = home.config().join("authkeys.json");
+    let home = TempDir::with_mode("show", 0o755);
+    ave(&["config", "init", "--home", home.to_str()]);
+    let keys = config_dir(&home).join("authkeys.json");
 
-    let out = ave(&["config", "show", "--home", home.arg()]);
+    let out = ave(&["config", "show", "--home", home.to_str()]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     for name in FILES {
         assert!(
-            stdout.contains(&format!("{}: ok", home.config().join(name).display())),
+            stdout.contains(&format!("{}: ok", config_dir(&home).join(name).display())),
             "{name}: {stdout}"
         );
     }
@@ -231,7 +203,7 @@ fn show_reports_each_file_and_why_it_does_not_load() {
     assert!(!stdout.contains(admin["admin"].as_str().unwrap()));
 
     fs::set_permissions(&keys, fs::Permissions::from_mode(0o644)).unwrap();
-    let stdout = text(&ave(&["config", "show", "--home", home.arg()]).stdout);
+    let stdout = text(&ave(&["config", "show", "--home", home.to_str()]).stdout);
     assert!(
         stdout.contains(&format!(
             "{0}: WARNING: readable by others (mode 0644); run \"chmod 600 {0}\"",
@@ -248,36 +220,43 @@ fn show_reports_each_file_and_why_it_does_not_load() {
     ];
     for (contents, expected) in cases {
         fs::write(&keys, contents).unwrap();
-        let out = ave(&["config", "show", "--home", home.arg()]);
+        let out = ave(&["config", "show", "--home", home.to_str()]);
         let stdout = text(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{stdout}");
         assert!(stdout.contains(&format!("{}: INVALID: ", keys.display())), "{stdout}");
         assert!(stdout.contains(expected), "{contents}: {stdout}");
     }
     fs::remove_file(&keys).unwrap();
-    let out = ave(&["config", "show", "--home", home.arg()]);
+    let out = ave(&["config", "show", "--home", home.to_str()]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout.contains(&format!("{}: missing", keys.display())), "{stdout}");
-    assert!(stdout.contains(&format!("run \"ave config init --home {}\"", home.arg())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("run \"ave config init --home {}\"", home.to_str())),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn show_lists_other_json_files_too() {
-    let home = TempDir::new("extra");
-    ave(&["config", "init", "--home", home.arg()]);
-    fs::write(home.config().join("adb_server.json"), r#"{"demote": false}"#).unwrap();
-    fs::write(home.config().join("relay.json"), "{").unwrap();
-    let out = ave(&["config", "show", "--home", home.arg()]);
+    let home = TempDir::with_mode("extra", 0o755);
+    ave(&["config", "init", "--home", home.to_str()]);
+    fs::write(config_dir(&home).join("adb_server.json"), r#"{"demote": false}"#).unwrap();
+    fs::write(config_dir(&home).join("relay.json"), "{").unwrap();
+    let out = ave(&["config", "show", "--home", home.to_str()]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains(&format!("{}: ok", home.config().join("adb_server.json").display())));
-    assert!(stdout.contains(&format!("{}: INVALID: ", home.config().join("relay.json").display())));
+    assert!(
+        stdout.contains(&format!("{}: ok", config_dir(&home).join("adb_server.json").display()))
+    );
+    assert!(
+        stdout.contains(&format!("{}: INVALID: ", config_dir(&home).join("relay.json").display()))
+    );
 }
 
 #[test]
 fn etc_writes_name_home_and_uid_and_keeps_an_existing_user() {
-    let dir = TempDir::new("etc");
+    let dir = TempDir::with_mode("etc", 0o755);
     let path = dir.path().join("ave/user");
     let p = path.to_str().unwrap();
     let out = ave(&["config", "etc", "--path", p, "--user", "root"]);
@@ -346,7 +325,7 @@ fn ave_with_stdin_via(command: &mut Command, input: &str) -> Output {
 
 #[test]
 fn etc_asks_only_a_terminal_for_the_user() {
-    let dir = TempDir::new("prompt");
+    let dir = TempDir::with_mode("prompt", 0o755);
     let path = dir.path().join("user");
     let p = path.to_str().unwrap();
     // stdin is a pipe: no question, a usage error.
@@ -447,7 +426,7 @@ fn bootstrap_as_root_writes_the_users_files_as_that_user() {
         println!("skipped: `unshare --mount` is not available here (needed for a temporary user)");
         return;
     }
-    let scratch = TempDir::new("bootstrap");
+    let scratch = TempDir::with_mode("bootstrap", 0o755);
     let home = scratch.path().join("home");
     fs::create_dir(&home).unwrap();
     std::os::unix::fs::chown(&home, Some(FAKE_ID), Some(FAKE_ID)).unwrap();
@@ -506,18 +485,18 @@ fn bootstrap_as_root_writes_the_users_files_as_that_user() {
 
 #[test]
 fn show_json_is_one_object() {
-    let home = TempDir::new("showjson");
-    ave(&["config", "init", "--home", home.arg()]);
-    fs::remove_file(home.config().join("gerrit.json")).unwrap();
-    fs::write(home.config().join("relay.json"), "{").unwrap();
-    let out = ave(&["config", "show", "--json", "--home", home.arg()]);
+    let home = TempDir::with_mode("showjson", 0o755);
+    ave(&["config", "init", "--home", home.to_str()]);
+    fs::remove_file(config_dir(&home).join("gerrit.json")).unwrap();
+    fs::write(config_dir(&home).join("relay.json"), "{").unwrap();
+    let out = ave(&["config", "show", "--json", "--home", home.to_str()]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(report["dir"], home.config().to_str().unwrap());
+    assert_eq!(report["dir"], config_dir(&home).to_str().unwrap());
     let file = |name: &str| {
-        let path = home.config().join(name);
+        let path = config_dir(&home).join(name);
         report["files"]
             .as_array()
             .unwrap()
@@ -534,5 +513,5 @@ fn show_json_is_one_object() {
     assert_eq!(file("relay.json")["status"], "invalid");
     assert!(file("relay.json")["detail"].as_str().unwrap().contains("not valid JSON"));
     assert_eq!(report["etc"]["path"], "/etc/ave/user");
-    assert_eq!(report["create_missing_with"], format!("ave config init --home {}", home.arg()));
+    assert_eq!(report["create_missing_with"], format!("ave config init --home {}", home.to_str()));
 }

@@ -49,7 +49,7 @@ impl Demo {
         command
             .arg("demo")
             .args(args)
-            .env("TMPDIR", &tmp.0)
+            .env("TMPDIR", tmp.path())
             .env_remove("AVE_DEMO_TEST_HOLD")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -157,7 +157,7 @@ impl Ended {
                 self.text()
             );
         }
-        let left: Vec<_> = std::fs::read_dir(&self.tmp.0).unwrap().collect();
+        let left: Vec<_> = std::fs::read_dir(self.tmp.path()).unwrap().collect();
         assert!(left.is_empty(), "the demo left {left:?} in its TMPDIR\n{}", self.text());
     }
 }
@@ -314,7 +314,7 @@ fn sigterm_between_steps_cleans_up() {
     }
     // `--keep` keeps the home even then, and says where it is.
     let kept: Vec<_> =
-        std::fs::read_dir(&ended.tmp.0).unwrap().map(|e| e.unwrap().path()).collect();
+        std::fs::read_dir(ended.tmp.path()).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert!(kept[0].join(".ave/config/authkeys.json").is_file());
     let shown = format!("the temporary home is kept: {}", kept[0].display());
@@ -345,7 +345,7 @@ fn a_home_that_cannot_be_made_fails_the_first_step() {
     let tmp = TempDir::new("demo-notmp");
     let out = Command::new(env!("CARGO_BIN_EXE_ave"))
         .args(["demo", "--json"])
-        .env("TMPDIR", tmp.0.join("missing"))
+        .env("TMPDIR", tmp.path().join("missing"))
         .env_remove("AVE_DEMO_TEST_HOLD")
         .output()
         .unwrap();

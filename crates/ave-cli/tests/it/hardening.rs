@@ -245,7 +245,7 @@ fn f6_a_keyless_server_binds_loopback_only_unless_insecure() {
     let home = TempDir::new("insecure");
     let out = Command::new(env!("CARGO_BIN_EXE_ave"))
         .args(["serve", "--bind", "0.0.0.0", "--home"])
-        .arg(&home.0)
+        .arg(home.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -348,8 +348,8 @@ fn line_with(lines: &mpsc::Receiver<String>, needle: &str) -> Result<String, Vec
 #[test]
 fn f5_hostile_handover_messages_leave_the_instance_replaceable() {
     let home = TempDir::new("handover-hostile");
-    let (mut old, port, old_lines) = serve_home(&home.0, &["--authkey", "k"]);
-    let socket = handover_socket(&home.0);
+    let (mut old, port, old_lines) = serve_home(home.path(), &["--authkey", "k"]);
+    let socket = handover_socket(home.path());
     // A body length that wraps the total to zero, a huge one, and a header that lies.
     let wrap = u64::MAX - 13;
     for body_len in [wrap, 1 << 40, 0] {
@@ -369,7 +369,7 @@ fn f5_hostile_handover_messages_leave_the_instance_replaceable() {
     assert!(ok);
     assert_eq!(good.call("sync_ping", json!([])), json!({"result": "pong"}));
     // And it can still be replaced.
-    let (mut new, lines) = replace(&home.0, &["--authkey", "k"]);
+    let (mut new, lines) = replace(home.path(), &["--authkey", "k"]);
     line_with(&lines, "took over").expect("the replace took over");
     assert_eq!(wait_exit(&mut old, &old_lines).code(), Some(0));
     let _ = new.kill();
@@ -391,11 +391,11 @@ fn wait_exit(child: &mut Child, lines: &mpsc::Receiver<String>) -> ExitStatus {
 #[test]
 fn f11_sighup_stops_cleanly_and_removes_the_handover_socket() {
     let home = TempDir::new("sighup");
-    let (mut child, port, lines) = serve_home(&home.0, &[]);
+    let (mut child, port, lines) = serve_home(home.path(), &[]);
     assert!(Raw::handshake(port, None).0.call("sync_ping", json!([]))["result"] == "pong");
-    assert!(handover_socket(&home.0).exists());
+    assert!(handover_socket(home.path()).exists());
     let status = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     assert_eq!(wait_exit(&mut child, &lines).code(), Some(0));
-    assert!(!handover_socket(&home.0).exists(), "a stale handover socket is left");
+    assert!(!handover_socket(home.path()).exists(), "a stale handover socket is left");
 }

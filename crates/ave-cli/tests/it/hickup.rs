@@ -20,13 +20,13 @@ fn dumps(home: &std::path::Path) -> Vec<PathBuf> {
 #[test]
 fn sigusr1_writes_a_dump_into_the_home() {
     let home = TempDir::new("hickup-home");
-    let served = Served::start(&["--home", home.0.to_str().unwrap(), "--authkey", "s3cret"]);
+    let served = Served::start(&["--home", home.path().to_str().unwrap(), "--authkey", "s3cret"]);
     served.signal(10);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while dumps(&home.0).is_empty() && Instant::now() < deadline {
+    while dumps(home.path()).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let dumps = dumps(&home.0);
+    let dumps = dumps(home.path());
     assert_eq!(dumps.len(), 1, "{dumps:?}");
     let name = dumps[0].file_name().unwrap().to_str().unwrap().to_owned();
     assert!(name.contains("-ave-serve-"), "{name}");

@@ -41,7 +41,7 @@ fn completions_for_each_shell() {
 fn bash_accepts_the_completion_script() {
     let out = ave(&["completions", "bash"]);
     let dir = TempDir::new("completions");
-    let path = dir.0.join("ave.bash");
+    let path = dir.path().join("ave.bash");
     std::fs::write(&path, out.stdout).unwrap();
     let check = std::process::Command::new("bash")
         .arg("-c")
@@ -57,14 +57,14 @@ fn bash_accepts_the_completion_script() {
 #[test]
 fn man_pages_for_ave_and_each_subcommand() {
     let dir = TempDir::new("man");
-    let out = ave(&["man", "--dir", dir.0.to_str().unwrap()]);
+    let out = ave(&["man", "--dir", dir.path().to_str().unwrap()]);
     assert!(out.status.success());
     for page in ["ave", "ave-run", "ave-serve", "ave-call", "ave-config", "ave-config-init"] {
-        let text = std::fs::read_to_string(dir.0.join(format!("{page}.1"))).expect(page);
+        let text = std::fs::read_to_string(dir.path().join(format!("{page}.1"))).expect(page);
         assert!(text.contains(&format!(".TH {page} 1")), "{page}: {text}");
     }
-    let serve = std::fs::read_to_string(dir.0.join("ave-serve.1")).unwrap();
+    let serve = std::fs::read_to_string(dir.path().join("ave-serve.1")).unwrap();
     assert!(serve.contains("\\-\\-replace"));
     // The hidden packaging command has no page.
-    assert!(!dir.0.join("ave-man.1").exists());
+    assert!(!dir.path().join("ave-man.1").exists());
 }

@@ -29,7 +29,7 @@ impl Server {
         command
             .args(global)
             .args(["serve", "--port", "0"])
-            .env("HOME", &dir.0)
+            .env("HOME", dir.path())
             .env_remove("RUST_LOG")
             .env_remove("NO_COLOR")
             .env_remove("JOURNAL_STREAM")
@@ -143,7 +143,7 @@ fn json_logs_are_one_object_a_line() {
 /// `--color auto`, plain with `NO_COLOR`. Stopped by a `stop` call.
 fn on_a_terminal(no_color: bool) -> String {
     let dir = TempDir::new(if no_color { "tty-nocolor" } else { "tty-color" });
-    let port_file = dir.0.join("port");
+    let port_file = dir.path().join("port");
     let line = format!(
         "exec '{}' -v --color auto serve --port 0 --port-file '{}'",
         env!("CARGO_BIN_EXE_ave"),
@@ -152,7 +152,7 @@ fn on_a_terminal(no_color: bool) -> String {
     let mut command = Command::new("script");
     command
         .args(["-qefc", &line, "/dev/null"])
-        .env("HOME", &dir.0)
+        .env("HOME", dir.path())
         .env("TERM", "xterm")
         .env_remove("RUST_LOG")
         .env_remove("JOURNAL_STREAM")

@@ -290,8 +290,8 @@ fn port_file_port(path: &PathBuf) -> u16 {
 fn twenty_replaces_under_load_lose_nothing() {
     raise_limit();
     let dir = TempDir::new("replace-load");
-    let port_file = dir.0.join("port");
-    let mut first = Instance::start(&dir.0, &port_file, false, false);
+    let port_file = dir.path().join("port");
+    let mut first = Instance::start(dir.path(), &port_file, false, false);
     let port = first.port();
     let load = Load::start(port, 200, 1_000_000);
     load.progress.wait_for(0, 400);
@@ -302,7 +302,7 @@ fn twenty_replaces_under_load_lose_nothing() {
     for round in 0..20 {
         std::fs::remove_file(&port_file).unwrap();
         let before = load.progress.now();
-        let mut next = Instance::start(&dir.0, &port_file, true, false);
+        let mut next = Instance::start(dir.path(), &port_file, true, false);
         assert_eq!(next.port(), port, "round {round}");
         let took = next.line("ave serve: took over ");
         assert_eq!(
@@ -345,15 +345,15 @@ fn twenty_replaces_under_load_lose_nothing() {
 fn a_new_instance_that_dies_mid_handover_changes_nothing() {
     raise_limit();
     let dir = TempDir::new("replace-abort");
-    let port_file = dir.0.join("port");
-    let mut old = Instance::start(&dir.0, &port_file, false, false);
+    let port_file = dir.path().join("port");
+    let mut old = Instance::start(dir.path(), &port_file, false, false);
     let port = old.port();
     let load = Load::start(port, 20, 1_000_000);
     load.progress.wait_for(0, 100);
     let (baseline, baseline_fds) = old.descriptors();
 
     for _ in 0..2 {
-        let crashing = Instance::start(&dir.0, &port_file, true, true);
+        let crashing = Instance::start(dir.path(), &port_file, true, true);
         let (status, log) = crashing.exit();
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(6), "the new instance aborts:\n{log}");
@@ -370,7 +370,7 @@ fn a_new_instance_that_dies_mid_handover_changes_nothing() {
     );
 
     // A working successor still takes over afterwards.
-    let mut next = Instance::start(&dir.0, &port_file, true, false);
+    let mut next = Instance::start(dir.path(), &port_file, true, false);
     assert_eq!(next.port(), port);
     next.line("ave serve: took over 20 connections");
     let (status, _) = old.exit();
@@ -387,7 +387,7 @@ fn replace_with_nothing_to_take_over_says_so() {
     let dir = TempDir::new("replace-nothing");
     let out = Command::new(env!("CARGO_BIN_EXE_ave"))
         .args(["serve", "--replace", "--home"])
-        .arg(&dir.0)
+        .arg(dir.path())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -399,10 +399,10 @@ fn replace_with_nothing_to_take_over_says_so() {
 #[test]
 fn a_second_instance_on_the_same_home_is_not_replaceable() {
     let dir = TempDir::new("replace-second");
-    let port_file = dir.0.join("port");
-    let mut first = Instance::start(&dir.0, &port_file, false, false);
+    let port_file = dir.path().join("port");
+    let mut first = Instance::start(dir.path(), &port_file, false, false);
     let first_port = first.port();
-    let mut second = Instance::start(&dir.0, &dir.0.join("port2"), false, false);
+    let mut second = Instance::start(dir.path(), &dir.path().join("port2"), false, false);
     assert_ne!(second.port(), first_port);
     second.line("");
     assert!(
@@ -412,7 +412,7 @@ fn a_second_instance_on_the_same_home_is_not_replaceable() {
         second.log
     );
     // --replace reaches the first one.
-    let mut next = Instance::start(&dir.0, &port_file, true, false);
+    let mut next = Instance::start(dir.path(), &port_file, true, false);
     assert_eq!(next.port(), first_port);
     assert_eq!(first.exit().0.code(), Some(0));
 }

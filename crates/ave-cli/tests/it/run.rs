@@ -5,38 +5,14 @@ use std::{
     fs,
     io::{BufRead, BufReader, Write},
     os::unix::{fs::PermissionsExt, process::ExitStatusExt},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, Stdio},
-    sync::atomic::{AtomicUsize, Ordering},
 };
 
+use ave_test_support::TempDir;
 use serde_json::Value;
 
 use crate::ave;
-
-/// A fresh empty directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("ave-cli-run-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap();
-        TempDir(path.canonicalize().unwrap())
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Starts `ave run` (`command`, whose script prints its session id and keeps two processes
 /// in the session), checks that both run (`running` names the check), sends `ave run` the
@@ -110,7 +86,7 @@ fn exit_codes_follow_the_contract() {
 
 #[test]
 fn a_program_that_cannot_be_executed_exits_126() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-run");
     let file = dir.path().join("script");
     fs::write(&file, "#!/bin/sh\necho hi\n").unwrap();
     fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
@@ -165,7 +141,7 @@ fn json_reports_output_exit_timeout_and_duration() {
 
 #[test]
 fn output_goes_to_the_file_too() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-run");
     let file = dir.path().join("out.log");
     let out =
         ave(&["run", "--output", file.to_str().unwrap(), "--", "sh", "-c", "echo one; echo two"]);
@@ -183,7 +159,7 @@ fn output_goes_to_the_file_too() {
 
 #[test]
 fn cwd_sets_the_working_directory() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-run");
     let out = ave(&["run", "--cwd", dir.path().to_str().unwrap(), "pwd"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), dir.path().to_str().unwrap());
@@ -345,7 +321,7 @@ fn piped_input_is_forwarded_and_its_end_ends_the_command() {
 /// reordered, and the run ends.
 #[test]
 fn large_piped_input_arrives_whole() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-run");
     let file = dir.path().join("input");
     let line = "0123456789".repeat(10);
     let text: String = (0..3000).map(|i| format!("{i} {line}\n")).collect();
@@ -489,7 +465,7 @@ struct Held {
 
 impl Held {
     fn new() -> Held {
-        let dir = TempDir::new();
+        let dir = TempDir::new("cli-run");
         let path = dir.path().join("held");
         let made = Command::new("mkfifo").arg(&path).status().unwrap();
         assert!(made.success());

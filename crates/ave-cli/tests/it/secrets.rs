@@ -38,8 +38,8 @@ fn call(env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
 #[test]
 fn keys_come_from_files_the_environment_and_the_home() {
     let dir = TempDir::new("keys");
-    let primary = key_file(&dir.0, "primary.key", "prim4ry", 0o600);
-    let admin = key_file(&dir.0, "admin.key", "adm1n", 0o400);
+    let primary = key_file(dir.path(), "primary.key", "prim4ry", 0o600);
+    let admin = key_file(dir.path(), "admin.key", "adm1n", 0o400);
     let served = Served::start(&[
         "--authkey-file",
         primary.to_str().unwrap(),
@@ -57,10 +57,10 @@ fn keys_come_from_files_the_environment_and_the_home() {
     );
     // --key-name reads the home's authkeys.json.
     let home = TempDir::new("keys-home");
-    let config = home.0.join(".ave/config");
+    let config = home.path().join(".ave/config");
     std::fs::create_dir_all(&config).unwrap();
     key_file(&config, "authkeys.json", r#"{"admin": "adm1n", "share": null}"#, 0o600);
-    let home_arg = home.0.to_str().unwrap();
+    let home_arg = home.path().to_str().unwrap();
     assert_eq!(
         call(&[], &["--key-name", "admin", "--home", home_arg, &a, "whoami_preauth"]).1,
         "\"adm1n\"\n"
@@ -86,7 +86,7 @@ fn keys_come_from_files_the_environment_and_the_home() {
 #[test]
 fn key_files_others_can_read_are_refused() {
     let dir = TempDir::new("open-keys");
-    let open = key_file(&dir.0, "open.key", "0pen-key", 0o644);
+    let open = key_file(dir.path(), "open.key", "0pen-key", 0o644);
     let shown = open.display();
     let expected = format!(
         "the key file {shown} is accessible by others (mode 0644); run \"chmod 600 {shown}\"\n"
@@ -106,12 +106,12 @@ fn key_files_others_can_read_are_refused() {
 fn keys_stay_out_of_ps_logs_errors_and_dumps() {
     const KEY: &str = "n0t-in-ps-or-logs";
     let dir = TempDir::new("hidden-key");
-    let file = key_file(&dir.0, "k", KEY, 0o600);
+    let file = key_file(dir.path(), "k", KEY, 0o600);
     let home = TempDir::new("hidden-key-home");
     let mut served = Served::start(&[
         "-vvv",
         "--home",
-        home.0.to_str().unwrap(),
+        home.path().to_str().unwrap(),
         "--authkey-file",
         file.to_str().unwrap(),
         "--alt-key-file",
@@ -135,7 +135,7 @@ fn keys_stay_out_of_ps_logs_errors_and_dumps() {
     // A hickup dump, complete once the server says it wrote it.
     served.signal(10);
     let mut log = served.read_until("wrote a hickup dump");
-    let dumps: Vec<_> = std::fs::read_dir(home.0.join(".ave/hickup")).unwrap().collect();
+    let dumps: Vec<_> = std::fs::read_dir(home.path().join(".ave/hickup")).unwrap().collect();
     assert_eq!(dumps.len(), 1);
     let content = std::fs::read_to_string(dumps[0].as_ref().unwrap().path()).unwrap();
     assert!(content.starts_with("AVE hickup dump"), "{content}");

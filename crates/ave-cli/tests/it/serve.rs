@@ -8,6 +8,8 @@ use std::{
     time::Duration,
 };
 
+pub(crate) use ave_test_support::TempDir;
+
 use crate::ave;
 
 /// A running `ave serve`, ready once it said where it listens.
@@ -19,28 +21,6 @@ pub(crate) struct Served {
     pub(crate) port_file: PathBuf,
 }
 
-/// A temporary directory, removed on drop.
-pub(crate) struct TempDir(pub(crate) PathBuf);
-
-impl TempDir {
-    pub(crate) fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "ave-cli-{tag}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 impl Served {
     pub(crate) fn start(args: &[&str]) -> Served {
         Served::start_with_env(args, &[])
@@ -50,7 +30,7 @@ impl Served {
     /// `AVE_AUTHKEY` unless given).
     pub(crate) fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Served {
         let dir = TempDir::new("serve");
-        let port_file = dir.0.join("port");
+        let port_file = dir.path().join("port");
         let mut child = Command::new(env!("CARGO_BIN_EXE_ave"))
             .arg("serve")
             .arg("--port-file")
@@ -58,7 +38,7 @@ impl Served {
             .args(args)
             // Without `--home` the server uses `$HOME/.ave` (its handover socket, hickup
             // dumps): keep that inside the test's own directory.
-            .env("HOME", &dir.0)
+            .env("HOME", dir.path())
             .env_remove("AVE_AUTHKEY")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -219,11 +199,12 @@ fn keys_and_accounts() {
 #[test]
 fn authkeys_from_the_home() {
     let home = TempDir::new("home");
-    let home_arg = home.0.to_str().unwrap();
+    let home_arg = home.path().to_str().unwrap();
     assert!(ave(&["config", "init", "--home", home_arg]).status.success());
-    let keys: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(home.0.join(".ave/config/authkeys.json")).unwrap())
-            .unwrap();
+    let keys: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(home.path().join(".ave/config/authkeys.json")).unwrap(),
+    )
+    .unwrap();
     let admin = keys["admin"].as_str().unwrap();
     let served = Served::start(&["--authkeys", "--home", home_arg]);
     assert_eq!(
@@ -263,7 +244,7 @@ fn usage_errors() {
     // Nothing to take over (in a home of its own: the default one may hold other tests'
     // instances): a failure, not a usage error. The rest is in `replace`.
     let home = TempDir::new("replace-nothing");
-    let out = ave(&["serve", "--replace", "--home", home.0.to_str().unwrap()]);
+    let out = ave(&["serve", "--replace", "--home", home.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing taken over"));
 }

@@ -196,8 +196,8 @@ fn greeted(addr: SocketAddr) -> std::io::Result<()> {
 #[test]
 fn readiness_status_and_stopping() {
     let dir = TempDir::new("notify");
-    let mut manager = Manager::new(&dir.0);
-    let mut serve = Serve::start(&dir.0, Some(&manager.path), &[], &[], None);
+    let mut manager = Manager::new(dir.path());
+    let mut serve = Serve::start(dir.path(), Some(&manager.path), &[], &[], None);
     let addr = serve.listening();
     let first = manager.next();
     assert_eq!(first, "FDSTORE=1\nFDNAME=ave-serve-listener");
@@ -216,8 +216,8 @@ fn readiness_status_and_stopping() {
 #[test]
 fn stop_by_rpc_says_why() {
     let dir = TempDir::new("notify-stop");
-    let mut manager = Manager::new(&dir.0);
-    let mut serve = Serve::start(&dir.0, Some(&manager.path), &[], &[], None);
+    let mut manager = Manager::new(dir.path());
+    let mut serve = Serve::start(dir.path(), Some(&manager.path), &[], &[], None);
     let addr = serve.listening();
     manager.until("READY=1");
     let out = crate::ave(&["call", "--timeout", "10", &addr.to_string(), "stop"]);
@@ -229,9 +229,9 @@ fn stop_by_rpc_says_why() {
 #[test]
 fn watchdog_pings_at_half_the_interval() {
     let dir = TempDir::new("watchdog");
-    let mut manager = Manager::new(&dir.0);
+    let mut manager = Manager::new(dir.path());
     let mut serve =
-        Serve::start(&dir.0, Some(&manager.path), &[], &[("WATCHDOG_USEC", "400000")], None);
+        Serve::start(dir.path(), Some(&manager.path), &[], &[("WATCHDOG_USEC", "400000")], None);
     serve.listening();
     assert_eq!(serve.line(), "ave serve: watchdog: WATCHDOG=1 every 0.2 s\n");
     manager.until("READY=1");
@@ -245,9 +245,9 @@ fn watchdog_pings_at_half_the_interval() {
 
     // A watchdog meant for another process is not ours.
     let other = TempDir::new("watchdog-other");
-    let mut manager = Manager::new(&other.0);
+    let mut manager = Manager::new(other.path());
     let mut serve = Serve::start(
-        &dir.0,
+        dir.path(),
         Some(&manager.path),
         &[],
         &[("WATCHDOG_USEC", "400000"), ("WATCHDOG_PID", "1")],
@@ -265,13 +265,13 @@ fn watchdog_pings_at_half_the_interval() {
 #[test]
 fn a_replace_successor_becomes_the_main_pid() {
     let dir = TempDir::new("mainpid");
-    let mut manager = Manager::new(&dir.0);
-    let mut old = Serve::start(&dir.0, Some(&manager.path), &[], &[], None);
+    let mut manager = Manager::new(dir.path());
+    let mut old = Serve::start(dir.path(), Some(&manager.path), &[], &[], None);
     let addr = old.listening();
     manager.until("READY=1");
     let idle = TcpStream::connect(addr).unwrap();
     manager.until(&format!("STATUS=serving 1 connection on {addr}"));
-    let mut new = Serve::start(&dir.0, Some(&manager.path), &["--replace"], &[], None);
+    let mut new = Serve::start(dir.path(), Some(&manager.path), &["--replace"], &[], None);
     assert_eq!(new.listening(), addr);
     let said = manager.until("READY=1");
     assert_eq!(
@@ -298,17 +298,20 @@ fn a_hand_built_listen_fds_is_served_instead_of_binding() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let fd = OwnedFd::from(listener);
-    let mut manager = Manager::new(&dir.0);
+    let mut manager = Manager::new(dir.path());
     let mut serve = Serve::start(
-        &dir.0,
+        dir.path(),
         Some(&manager.path),
-        &["--port-file", dir.0.join("port").to_str().unwrap()],
+        &["--port-file", dir.path().join("port").to_str().unwrap()],
         &[],
         Some((&fd, "web")),
     );
     let line = serve.line();
     assert_eq!(line, format!("ave serve: listening on {addr} (from the service manager)\n"));
-    assert_eq!(std::fs::read_to_string(dir.0.join("port")).unwrap(), format!("{}\n", addr.port()));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("port")).unwrap(),
+        format!("{}\n", addr.port())
+    );
     // An inherited listener is not stored again.
     assert_eq!(manager.next(), format!("READY=1\nSTATUS=serving 0 connections on {addr}"));
     greeted(addr).unwrap();
@@ -316,7 +319,7 @@ fn a_hand_built_listen_fds_is_served_instead_of_binding() {
 
     // LISTEN_PID of another process: the descriptors are not ours; ave serve binds.
     let mut serve =
-        Serve::start(&dir.0, None, &[], &[("LISTEN_PID", "1"), ("LISTEN_FDS", "1")], None);
+        Serve::start(dir.path(), None, &[], &[("LISTEN_PID", "1"), ("LISTEN_FDS", "1")], None);
     assert_ne!(serve.listening(), addr);
 }
 
@@ -335,8 +338,8 @@ fn the_real_systemd_socket_activate() {
     let mut child = Command::new("systemd-socket-activate")
         .args(["-l", &addr.to_string(), "-E", "HOME"])
         .arg(env!("CARGO_BIN_EXE_ave"))
-        .args(["serve", "--home", dir.0.to_str().unwrap(), "--port", "1"])
-        .env("HOME", &dir.0)
+        .args(["serve", "--home", dir.path().to_str().unwrap(), "--port", "1"])
+        .env("HOME", dir.path())
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -410,14 +413,14 @@ fn keep_connecting(addr: SocketAddr, stop: Arc<AtomicBool>, progress: mpsc::Send
 /// the listener the manager kept: no connection is refused; returns the longest wait.
 fn restart_gap(socket_unit: bool) -> Gap {
     let dir = TempDir::new(if socket_unit { "gap-socket" } else { "gap-store" });
-    let mut manager = Manager::new(&dir.0);
+    let mut manager = Manager::new(dir.path());
     let (first, addr, name) = if socket_unit {
         // Like a .socket unit: the manager binds and passes the listener on each start.
         let listener = ave::network::connection::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         manager.stored.push(OwnedFd::from(listener));
         let serve = Serve::start(
-            &dir.0,
+            dir.path(),
             Some(&manager.path),
             &[],
             &[],
@@ -426,7 +429,7 @@ fn restart_gap(socket_unit: bool) -> Gap {
         (serve, addr, "ave-serve.socket")
     } else {
         // The fd store: ave serve binds, and stores its listener with FDSTORE=1.
-        let mut serve = Serve::start(&dir.0, Some(&manager.path), &[], &[], None);
+        let mut serve = Serve::start(dir.path(), Some(&manager.path), &[], &[], None);
         let addr = serve.listening();
         (serve, addr, "ave-serve-listener")
     };
@@ -449,7 +452,7 @@ fn restart_gap(socket_unit: bool) -> Gap {
     // The descriptors of the killed instance are gone; the manager's copy keeps the
     // socket listening, so new connections wait in its backlog.
     let second =
-        Serve::start(&dir.0, Some(&manager.path), &[], &[], Some((&manager.stored[0], name)));
+        Serve::start(dir.path(), Some(&manager.path), &[], &[], Some((&manager.stored[0], name)));
     manager.until("READY=1");
     served(20);
     stop.store(true, Ordering::SeqCst);

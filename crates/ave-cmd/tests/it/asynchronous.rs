@@ -44,7 +44,7 @@ fn run_async_gives_the_same_results_as_run() {
 #[test]
 fn commands_run_concurrently_without_blocking_the_runtime() {
     let _guard = shared();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cmd");
     let go = dir.path().join("go");
     let script =
         format!("echo $$; while [ ! -e {} ]; do sleep 0.01; done; echo done", go.display());

@@ -23,7 +23,7 @@ fn run_with(argv: &[&str], input: Input) -> Output {
 #[test]
 fn a_pipe_is_forwarded_and_its_end_is_an_end_of_file() {
     let _guard = shared();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cmd");
     let copy = dir.path().join("copy");
     // A writer process on the other end of a pipe, which it closes when done.
     let mut writer =
@@ -54,7 +54,7 @@ fn a_socket_is_forwarded_as_it_comes() {
 #[test]
 fn files_and_dev_null_are_read_without_polling() {
     let _guard = shared();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cmd");
     let path = dir.path().join("input");
     fs::write(&path, "a\nb\n").unwrap();
     let file = fs::File::open(&path).unwrap();

@@ -30,12 +30,10 @@ mod status;
 use std::{
     collections::BTreeSet,
     fs,
-    path::{Path, PathBuf},
-    sync::{
-        RwLock, RwLockReadGuard, RwLockWriteGuard,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{RwLock, RwLockReadGuard, RwLockWriteGuard},
 };
+
+pub(crate) use ave_test_support::TempDir;
 
 static PROCESSES: RwLock<()> = RwLock::new(());
 
@@ -97,30 +95,6 @@ fn live_in_session(sid: i32) -> Vec<i32> {
 /// Whether a process exists and is not a zombie.
 fn alive(pid: i32) -> bool {
     !matches!(stat_field(pid, 0).as_deref(), Some("Z" | "X") | None)
-}
-
-/// A fresh empty directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("ave-cmd-it-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap();
-        TempDir(path.canonicalize().unwrap())
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 /// The output as text with the terminal's `\r\n` turned into `\n`.

@@ -28,7 +28,7 @@ impl Write for Chunks {
 #[test]
 fn the_output_sink_gets_every_chunk_as_it_arrives() {
     let _guard = shared();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cmd");
     let fifo = dir.path().join("fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
     // The command cannot finish before the test writes to the fifo, which it does only
@@ -60,7 +60,7 @@ fn a_shared_sink_and_the_output_agree() {
 #[test]
 fn a_file_sink_receives_the_output() {
     let _guard = shared();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cmd");
     let path = dir.path().join("out.log");
     let file = fs::File::create(&path).unwrap();
     let options = Options::new().output(file).keep_output(false);
@@ -126,7 +126,7 @@ fn the_program_is_looked_up_in_the_childs_path() {
     let _guard = shared();
     let error = run("sh -c true", &Options::new().env("PATH", "/nonexistent")).unwrap_err();
     assert!(error.is_not_found(), "{error:?}");
-    let dir = TempDir::new();
+    let dir = TempDir::new("cmd");
     let tool = dir.path().join("my-tool");
     fs::write(&tool, "#!/bin/sh\necho found me\n").unwrap();
     fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();

@@ -94,7 +94,7 @@ fn t4_run_bg() {
 #[test]
 fn t5_ls() {
     let _guard = shared();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cmd");
     let options = Options::new().cwd(dir.path());
     assert_eq!(run("ls", &options).unwrap().status, ExitStatus::Exited(0));
     let trace = Arc::new(Mutex::new(Vec::new()));
@@ -126,7 +126,7 @@ fn t6_more_runs_than_ptys() {
 #[test]
 fn t7_complete_output() {
     let _guard = shared();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cmd");
     let file = dir.path().join("lines.txt");
     let mut text = String::from("in the beginning, there was zero.\n");
     for i in 0..500 {
@@ -148,7 +148,7 @@ fn t7_complete_output() {
 #[test]
 fn t8_cwd() {
     let _guard = shared();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cmd");
     let options = Options::new().cwd(dir.path());
     let out = run("echo hello > test.txt", &options).unwrap();
     assert_eq!(out.output, b"hello > test.txt\r\n");

@@ -135,7 +135,7 @@ print("started")
 #[test]
 fn a_daemon_that_left_the_session_survives() {
     let _guard = shared();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cmd");
     let pid_file = dir.path().join("daemon.pid");
     let bg = run_bg(
         ["python3", "-c", DAEMONIZE, pid_file.to_str().unwrap()],

@@ -70,7 +70,7 @@ fn a_missing_program_is_reported_by_the_parent() {
 #[test]
 fn a_program_that_cannot_be_executed_is_not_a_missing_one() {
     let _guard = shared();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cmd");
     let script = dir.path().join("not-executable");
     fs::write(&script, "#!/bin/sh\necho no\n").unwrap();
     let error = run([script.to_str().unwrap()], &Options::new()).unwrap_err();

@@ -6,7 +6,7 @@ use std::{fs, path::Path};
 use ave_config::{Error, create_etc, load_etc_at};
 use serde_json::{Value, json};
 
-use crate::{TempHome, chain};
+use crate::{TempDir, chain};
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
@@ -14,7 +14,7 @@ fn read_json(path: &Path) -> Value {
 
 #[test]
 fn t11_writes_name_home_and_uid() {
-    let dir = TempHome::new("t11");
+    let dir = TempDir::new("config-t11");
     let path = dir.path().join("etc/ave/user");
     let done = create_etc(&path, "root").unwrap();
     assert!(done.created);
@@ -30,7 +30,7 @@ fn t11_writes_name_home_and_uid() {
 
 #[test]
 fn the_same_user_again_leaves_the_file_alone() {
-    let dir = TempHome::new("same");
+    let dir = TempDir::new("config-same");
     let path = dir.path().join("user");
     fs::write(&path, r#"{"name": "root", "home": "/srv/ave", "uid": 0, "note": "mine"}"#).unwrap();
     let done = create_etc(&path, "root").unwrap();
@@ -42,7 +42,7 @@ fn the_same_user_again_leaves_the_file_alone() {
 
 #[test]
 fn another_user_is_a_conflict_not_silently_ignored() {
-    let dir = TempHome::new("conflict");
+    let dir = TempDir::new("config-conflict");
     let path = dir.path().join("user");
     create_etc(&path, "root").unwrap();
     let before = fs::read(&path).unwrap();
@@ -60,7 +60,7 @@ fn another_user_is_a_conflict_not_silently_ignored() {
 
 #[test]
 fn an_empty_file_is_replaced_and_a_broken_one_kept() {
-    let dir = TempHome::new("broken");
+    let dir = TempDir::new("config-broken");
     let empty = dir.path().join("empty");
     fs::write(&empty, "").unwrap();
     assert!(create_etc(&empty, "root").unwrap().created);
@@ -79,7 +79,7 @@ fn an_empty_file_is_replaced_and_a_broken_one_kept() {
 
 #[test]
 fn unknown_users_are_refused_and_nothing_is_written() {
-    let dir = TempHome::new("unknown");
+    let dir = TempDir::new("config-unknown");
     let path = dir.path().join("user");
     let err = create_etc(&path, "no-such-user-ave-config").unwrap_err();
     assert_eq!(err.to_string(), "no such user: no-such-user-ave-config");
@@ -88,7 +88,7 @@ fn unknown_users_are_refused_and_nothing_is_written() {
 
 #[test]
 fn load_errors_are_wrapped_with_the_path() {
-    let dir = TempHome::new("load");
+    let dir = TempDir::new("config-load");
     let missing = dir.path().join("missing");
     let err = load_etc_at(&missing).unwrap_err();
     assert_eq!(chain(&err), format!("could not load {0}: {0} does not exist", missing.display()));
@@ -118,7 +118,7 @@ fn load_errors_are_wrapped_with_the_path() {
 
 #[test]
 fn older_files_get_home_and_uid_from_the_user_database() {
-    let dir = TempHome::new("old");
+    let dir = TempDir::new("config-old");
     let path = dir.path().join("user");
     fs::write(&path, r#"{"name": "root"}"#).unwrap();
     let user = load_etc_at(&path).unwrap();

@@ -4,12 +4,12 @@ use std::{fs, os::unix::fs::PermissionsExt};
 
 use ave_config::{Error, create_default, key_file_exposure, load, load_authkeys};
 
-use crate::{TempHome, current_user_name};
+use crate::{TempDir, config_dir, current_user_name};
 
-fn with_authkeys(tag: &str, contents: &str) -> (TempHome, Error) {
-    let home = TempHome::new(tag);
-    fs::create_dir_all(home.config()).unwrap();
-    fs::write(home.config().join("authkeys.json"), contents).unwrap();
+fn with_authkeys(tag: &str, contents: &str) -> (TempDir, Error) {
+    let home = TempDir::new(tag);
+    fs::create_dir_all(config_dir(&home)).unwrap();
+    fs::write(config_dir(&home).join("authkeys.json"), contents).unwrap();
     let err = load_authkeys(home.path()).unwrap_err();
     (home, err)
 }
@@ -17,7 +17,7 @@ fn with_authkeys(tag: &str, contents: &str) -> (TempHome, Error) {
 #[test]
 fn t04_an_empty_file_is_not_valid_json() {
     let (home, err) = with_authkeys("t04", "");
-    let path = home.config().join("authkeys.json");
+    let path = config_dir(&home).join("authkeys.json");
     assert_eq!(
         err.to_string(),
         format!(
@@ -37,7 +37,7 @@ fn t05_a_list_is_not_a_dictionary() {
         err.to_string(),
         format!(
             "invalid config file {}: contents is not a dictionary: <type 'list'>",
-            home.config().join("authkeys.json").display()
+            config_dir(&home).join("authkeys.json").display()
         )
     );
 }
@@ -50,11 +50,11 @@ fn t06_a_number_is_not_a_string() {
 
 #[test]
 fn t07_a_missing_file_says_how_to_create_it() {
-    let home = TempHome::new("t07");
-    fs::create_dir_all(home.config()).unwrap();
+    let home = TempDir::new("config-t07");
+    fs::create_dir_all(config_dir(&home)).unwrap();
     let err = load_authkeys(home.path()).unwrap_err();
     let user = current_user_name();
-    let path = home.config().join("authkeys.json");
+    let path = config_dir(&home).join("authkeys.json");
     let text = err.to_string();
     assert!(
         text.starts_with(&format!(
@@ -70,9 +70,10 @@ fn t07_a_missing_file_says_how_to_create_it() {
 
 #[test]
 fn an_open_lab_keeps_null_accounts() {
-    let home = TempHome::new("open");
-    fs::create_dir_all(home.config()).unwrap();
-    fs::write(home.config().join("authkeys.json"), r#"{"admin": null, "share": "abc"}"#).unwrap();
+    let home = TempDir::new("config-open");
+    fs::create_dir_all(config_dir(&home)).unwrap();
+    fs::write(config_dir(&home).join("authkeys.json"), r#"{"admin": null, "share": "abc"}"#)
+        .unwrap();
     let keys = load_authkeys(home.path()).unwrap();
     assert!(keys.contains("admin"));
     assert_eq!((keys.admin(), keys.share()), (None, Some("abc")));
@@ -80,9 +81,9 @@ fn an_open_lab_keeps_null_accounts() {
 
 #[test]
 fn exposed_key_files_are_detected() {
-    let home = TempHome::new("exposed");
+    let home = TempDir::new("config-exposed");
     create_default(home.path()).unwrap();
-    let path = home.config().join("authkeys.json");
+    let path = config_dir(&home).join("authkeys.json");
     fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
     assert_eq!(key_file_exposure(&path).unwrap(), Some(0o644));
     // Still loads (with a logged warning): refusing would break existing installations.
@@ -118,9 +119,9 @@ fn logs_of(f: impl FnOnce()) -> String {
 
 #[test]
 fn loading_exposed_keys_logs_a_warning() {
-    let home = TempHome::new("warn");
+    let home = TempDir::new("config-warn");
     create_default(home.path()).unwrap();
-    let path = home.config().join("authkeys.json");
+    let path = config_dir(&home).join("authkeys.json");
     let quiet = logs_of(|| {
         load_authkeys(home.path()).unwrap();
     });
@@ -136,7 +137,7 @@ fn loading_exposed_keys_logs_a_warning() {
 
 #[test]
 fn any_file_loads_as_an_object_and_a_directory_is_a_read_error() {
-    let home = TempHome::new("generic");
+    let home = TempDir::new("config-generic");
     let path = home.path().join("x.json");
     fs::write(&path, "{\"a\": [1, 2], \"b\": {\"c\": null}}\n").unwrap();
     let object = load(&path).unwrap();

@@ -5,36 +5,13 @@ mod defaults;
 mod etc;
 mod load;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// A temporary directory, removed when dropped.
-pub(crate) struct TempHome(PathBuf);
+pub(crate) use ave_test_support::TempDir;
 
-impl TempHome {
-    pub(crate) fn new(tag: &str) -> Self {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("ave-config-it-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-
-    pub(crate) fn config(&self) -> PathBuf {
-        self.0.join(".ave/config")
-    }
-}
-
-impl Drop for TempHome {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The configuration folder of a temporary home.
+pub(crate) fn config_dir(home: &TempDir) -> PathBuf {
+    home.join(".ave/config")
 }
 
 /// An error and its sources, joined by ": ".

@@ -18,8 +18,8 @@ use ave_network::{
 use crate::{TempDir, python3};
 
 fn daemon(dir: &TempDir, name: &str) -> Daemon {
-    let log = File::options().create(true).append(true).open(dir.0.join("log")).unwrap();
-    Daemon::new(dir.0.join(name), log).unwrap()
+    let log = File::options().create(true).append(true).open(dir.join("log")).unwrap();
+    Daemon::new(dir.join(name), log).unwrap()
 }
 
 #[test]

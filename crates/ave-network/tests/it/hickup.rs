@@ -18,7 +18,7 @@ use crate::{Server, T, TempDir, python3};
 
 /// The hickup dumps written under a home, sorted.
 fn dumps(home: &TempDir) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = fs::read_dir(home.0.join(".ave/hickup"))
+    let mut out: Vec<PathBuf> = fs::read_dir(home.path().join(".ave/hickup"))
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     out.sort();
@@ -45,13 +45,13 @@ fn file_name(path: &Path) -> &str {
 #[test]
 fn a_dump_is_private_complete_and_holds_no_key() {
     let home = TempDir::new("hickup-file");
-    let server = server(&home.0, false);
+    let server = server(home.path(), false);
     let admin = BlockingRemoteControl::new(server.address(), Some("admin-secret"));
     admin.connect(T).unwrap();
     let anonymous = BlockingRemoteControl::new(server.address(), None);
     anonymous.connect(T).unwrap();
     let path = server.handle.hickup().unwrap();
-    assert_eq!(path.parent().unwrap(), home.0.join(".ave/hickup"));
+    assert_eq!(path.parent().unwrap(), home.path().join(".ave/hickup"));
     let name = file_name(&path);
     assert!(name.ends_with(&format!("-ave-hick-{}", std::process::id())), "{name}");
     let (date, time) = (&name[..8], &name[9..15]);
@@ -73,7 +73,7 @@ fn a_dump_is_private_complete_and_holds_no_key() {
 #[test]
 fn dumps_in_the_same_second_do_not_overwrite_each_other() {
     let home = TempDir::new("hickup-same-second");
-    let server = server(&home.0, false);
+    let server = server(home.path(), false);
     let paths: Vec<PathBuf> = (0..5).map(|_| server.handle.hickup().unwrap()).collect();
     assert_eq!(dumps(&home).len(), 5);
     let mut names: Vec<&str> = paths.iter().map(|p| file_name(p)).collect();
@@ -111,7 +111,7 @@ fn sigusr1_pending(child: &Child) -> bool {
 #[test]
 fn sigusr1_is_forwarded_to_ave_children_only() {
     let home = TempDir::new("hickup-forward");
-    let server = server(&home.0, false);
+    let server = server(home.path(), false);
     let mut ave = probe("ave-probe");
     let mut other = probe("-");
     let path = server.handle.hickup().unwrap();
@@ -132,7 +132,7 @@ fn sigusr1_is_forwarded_to_ave_children_only() {
 #[test]
 fn sigusr1_to_the_process_writes_a_dump() {
     let home = TempDir::new("hickup-signal");
-    let server = server(&home.0, true);
+    let server = server(home.path(), true);
     // The handlers are installed once the loop runs: a call proves it does.
     let client = BlockingRemoteControl::new(server.address(), Some("primary-secret"));
     client.connect(T).unwrap();

@@ -44,6 +44,7 @@ use ave_network::{
         json,
     },
 };
+pub(crate) use ave_test_support::TempDir;
 use serde_json::{Value, json};
 
 /// The timeout of test operations that should succeed at once.
@@ -286,37 +287,4 @@ impl Drop for PythonServer {
 pub(crate) fn enough_descriptors(needed: u64) {
     let limit = ave_network::raise_fd_limit().expect("raise the descriptor limit");
     assert!(limit >= needed, "the hard descriptor limit {limit} is below {needed}");
-}
-
-/// A temporary directory with a random name, removed on drop.
-pub(crate) struct TempDir(pub(crate) PathBuf);
-
-impl TempDir {
-    pub(crate) fn new(tag: &str) -> TempDir {
-        let mut random = [0u8; 8];
-        getrandom_bytes(&mut random);
-        let dir = std::env::temp_dir().join(format!(
-            "ave-network-{tag}-{}-{}",
-            std::process::id(),
-            random.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    pub(crate) fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn getrandom_bytes(out: &mut [u8]) {
-    use std::io::Read as _;
-    let mut f = std::fs::File::open("/dev/urandom").unwrap();
-    f.read_exact(out).unwrap();
 }
