@@ -8,29 +8,33 @@
 //!
 //! Every service also answers [`LIST_METHODS`] with its methods ([`MethodInfo`]), so a
 //! client can discover them (`ave call ADDR --list`).
+//!
+//! The binding of arguments to parameters is in `service/params.rs`, the [`Context`] and
+//! the handlers that call a method in `service/handler.rs`; both are re-exported here.
+
+mod handler;
+mod params;
 
 use std::{
     collections::{HashMap, HashSet},
     fmt,
-    future::Future,
-    marker::PhantomData,
-    panic::AssertUnwindSafe,
-    pin::Pin,
     sync::Arc,
-    task::{Context as TaskContext, Poll},
 };
 
-use ave_exceptions::AveException;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use serde_json::{Map, Value};
 
+pub(crate) use crate::control::service::handler::CatchPanic;
+pub use crate::control::service::{
+    handler::{Context, RpcResult},
+    params::{Params, RawArgs, params, type_error},
+};
 use crate::{
-    control::{ConnShared, ConnectionId, ConnectionInfo, ControlHandle, Stopped},
+    control::{
+        ConnectionInfo, ControlHandle, Stopped,
+        service::handler::{Handler, Raw, Typed},
+    },
     process::{ExitStatus, Pid},
 };
-
-/// What an RPC method returns: a value, or the exception its caller receives.
-pub type RpcResult<T> = Result<T, AveException>;
 
 /// The method every [`Service`] answers with the list of its other methods, a JSON array of
 /// [`MethodInfo`] objects sorted by name; it takes no arguments and is open to every caller.
@@ -55,273 +59,6 @@ pub struct MethodInfo {
     pub auth: bool,
     /// The accounts whose keys may call it ([`ServiceBuilder::preauth`]), if restricted.
     pub preauth: Option<Vec<String>>,
-}
-
-/// A boxed future, as handlers are stored.
-pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// The parameters of a method, by name: the required ones, then the optional ones.
-///
-/// Arguments are bound as Python binds them: positional arguments (`vargs`) fill the
-/// parameters in order, keyword arguments (`kwargs`) by name; a missing required argument,
-/// an unknown keyword or a duplicate is a `TypeError` with an empty trace, as the
-/// original's binding errors are. A missing optional argument is `null`, so its type is
-/// usually an `Option`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Params {
-    names: Vec<String>,
-    required: usize,
-}
-
-/// Required parameters, in order: `params(["message"])`; add optional ones with
-/// [`Params::optional`].
-pub fn params<I, S>(names: I) -> Params
-where
-    I: IntoIterator<Item = S>,
-    S: Into<String>,
-{
-    let names: Vec<String> = names.into_iter().map(Into::into).collect();
-    Params { required: names.len(), names }
-}
-
-impl Params {
-    /// No parameters.
-    pub fn none() -> Params {
-        Params::default()
-    }
-
-    /// Adds optional parameters after the others.
-    #[must_use]
-    pub fn optional<I, S>(mut self, names: I) -> Params
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.names.extend(names.into_iter().map(Into::into));
-        self
-    }
-
-    /// The parameter names, required first.
-    pub fn names(&self) -> &[String] {
-        &self.names
-    }
-
-    /// How many parameters are required.
-    pub fn required(&self) -> usize {
-        self.required
-    }
-
-    /// Binds call arguments to the parameters: one value per parameter, `null` for
-    /// missing optional ones.
-    ///
-    /// # Errors
-    ///
-    /// A `TypeError` exception with Python's wording and an empty trace.
-    pub fn bind(&self, method: &str, args: RawArgs) -> Result<Vec<Value>, AveException> {
-        let total = self.names.len();
-        if args.vargs.len() > total {
-            let takes = if self.required == total {
-                format!("{total}")
-            } else {
-                format!("from {} to {total}", self.required)
-            };
-            let plural = if total == 1 && self.required == total { "" } else { "s" };
-            let given = args.vargs.len();
-            let verb = if given == 1 { "was" } else { "were" };
-            return Err(type_error(format!(
-                "{method}() takes {takes} positional argument{plural} but {given} {verb} given"
-            )));
-        }
-        let mut slots: Vec<Option<Value>> = vec![None; total];
-        for (slot, value) in slots.iter_mut().zip(args.vargs) {
-            *slot = Some(value);
-        }
-        for (key, value) in args.kwargs {
-            let Some(index) = self.names.iter().position(|n| *n == key) else {
-                return Err(type_error(format!(
-                    "{method}() got an unexpected keyword argument '{key}'"
-                )));
-            };
-            if slots[index].is_some() {
-                return Err(type_error(format!(
-                    "{method}() got multiple values for argument '{key}'"
-                )));
-            }
-            slots[index] = Some(value);
-        }
-        let missing: Vec<&str> = self.names[..self.required]
-            .iter()
-            .zip(&slots)
-            .filter(|(_, s)| s.is_none())
-            .map(|(n, _)| n.as_str())
-            .collect();
-        if !missing.is_empty() {
-            let quoted: Vec<String> = missing.iter().map(|n| format!("'{n}'")).collect();
-            let list = match quoted.as_slice() {
-                [one] => one.clone(),
-                [init @ .., last] => format!("{} and {last}", init.join(", ")),
-                [] => String::new(),
-            };
-            let plural = if missing.len() == 1 { "" } else { "s" };
-            return Err(type_error(format!(
-                "{method}() missing {} required positional argument{plural}: {list}",
-                missing.len()
-            )));
-        }
-        Ok(slots.into_iter().map(|s| s.unwrap_or(Value::Null)).collect())
-    }
-}
-
-/// A `TypeError` with an empty trace: how the original reports a call that does not fit
-/// the method's signature.
-pub fn type_error(message: impl Into<String>) -> AveException {
-    AveException::custom("TypeError", message).with_trace(Vec::new())
-}
-
-/// The arguments of a call as they arrived: positional `vargs` and keyword `kwargs`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RawArgs {
-    /// Positional arguments.
-    pub vargs: Vec<Value>,
-    /// Keyword arguments.
-    pub kwargs: Map<String, Value>,
-}
-
-/// What a method knows about its call: the connection it came in on, its identity, the
-/// `resource` of the request, and the server itself.
-#[derive(Clone)]
-pub struct Context {
-    pub(crate) control: ControlHandle,
-    pub(crate) conn: Arc<ConnShared>,
-    pub(crate) resource: Value,
-    pub(crate) one_way: bool,
-    pub(crate) method: Arc<str>,
-}
-
-impl fmt::Debug for Context {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context")
-            .field("method", &self.method)
-            .field("connection", &self.conn.id)
-            .field("one_way", &self.one_way)
-            .finish()
-    }
-}
-
-impl Context {
-    /// The server, to stop it, look at its connections, ...
-    pub fn control(&self) -> &ControlHandle {
-        &self.control
-    }
-
-    /// The connection the call came in on.
-    pub fn connection(&self) -> ConnectionId {
-        self.conn.id
-    }
-
-    /// The caller's identity: the key its connection authenticated with (or was given
-    /// with `set_connection_authkey`), `None` if it did not authenticate. This is what the
-    /// original's `whoami` returns.
-    pub fn identity(&self) -> Option<String> {
-        self.conn.identity()
-    }
-
-    /// The caller's address.
-    pub fn address(&self) -> &crate::connection::Address {
-        &self.conn.address
-    }
-
-    /// The request's `resource` (usually `null`; broker sessions dispatch on it).
-    pub fn resource(&self) -> &Value {
-        &self.resource
-    }
-
-    /// Whether the caller asked for no answer (`"async": true`).
-    pub fn is_one_way(&self) -> bool {
-        self.one_way
-    }
-
-    /// The name of the method being called.
-    pub fn method(&self) -> &str {
-        &self.method
-    }
-}
-
-/// An RPC handler with its argument binding, type-erased.
-pub(crate) trait Handler: Send + Sync + 'static {
-    fn call(&self, ctx: Context, args: RawArgs) -> BoxFuture<RpcResult<Value>>;
-
-    /// The parameters the handler binds by name, if it does.
-    fn params(&self) -> Option<&Params> {
-        None
-    }
-}
-
-struct Typed<F, A> {
-    name: String,
-    params: Params,
-    f: F,
-    _args: PhantomData<fn(A)>,
-}
-
-impl<F, A, R, Fut> Handler for Typed<F, A>
-where
-    F: Fn(Context, A) -> Fut + Send + Sync + 'static,
-    A: DeserializeOwned + 'static,
-    Fut: Future<Output = RpcResult<R>> + Send + 'static,
-    R: Serialize + 'static,
-{
-    fn call(&self, ctx: Context, args: RawArgs) -> BoxFuture<RpcResult<Value>> {
-        let bound = match self.params.bind(&self.name, args) {
-            Ok(bound) => bound,
-            Err(e) => return Box::pin(std::future::ready(Err(e))),
-        };
-        let value = if bound.is_empty() { Value::Null } else { Value::Array(bound) };
-        let args: A = match serde_json::from_value(value) {
-            Ok(args) => args,
-            Err(e) => {
-                let e = type_error(format!("{}() got invalid arguments: {e}", self.name));
-                return Box::pin(std::future::ready(Err(e)));
-            }
-        };
-        let fut = (self.f)(ctx, args);
-        Box::pin(async move {
-            let result = fut.await?;
-            to_result_value(&result)
-        })
-    }
-
-    fn params(&self) -> Option<&Params> {
-        Some(&self.params)
-    }
-}
-
-struct Raw<F>(F);
-
-impl<F, R, Fut> Handler for Raw<F>
-where
-    F: Fn(Context, RawArgs) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = RpcResult<R>> + Send + 'static,
-    R: Serialize + 'static,
-{
-    fn call(&self, ctx: Context, args: RawArgs) -> BoxFuture<RpcResult<Value>> {
-        let fut = (self.0)(ctx, args);
-        Box::pin(async move {
-            let result = fut.await?;
-            to_result_value(&result)
-        })
-    }
-}
-
-/// Serializes a method's result; a result JSON cannot hold becomes an exception reply
-/// (the original dropped the client instead).
-fn to_result_value<R: Serialize + ?Sized>(result: &R) -> RpcResult<Value> {
-    serde_json::to_value(result).map_err(|e| {
-        AveException::custom(
-            "Exception",
-            format!("INTERNAL ERROR: OBJECT IS NOT JSON COMPATIBLE: {e}"),
-        )
-    })
 }
 
 /// One method of a service and who may call it.
@@ -528,7 +265,7 @@ impl ServiceBuilder {
         Fut: Future<Output = RpcResult<R>> + Send + 'static,
         R: Serialize + 'static,
     {
-        let handler = Typed { name: name.to_owned(), params, f, _args: PhantomData };
+        let handler = Typed::new(name, params, f);
         self.insert(name, Box::new(handler));
         self
     }
@@ -719,85 +456,9 @@ impl ServiceBuilder {
     }
 }
 
-/// Runs a future and turns a panic inside it into an exception reply, so a method that
-/// panics cannot take its connection down.
-pub(crate) struct CatchPanic<F>(pub(crate) F);
-
-impl<F: Future<Output = RpcResult<Value>> + Unpin> Future for CatchPanic<F> {
-    type Output = RpcResult<Value>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let inner = &mut self.0;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
-            Ok(poll) => poll,
-            Err(panic) => {
-                let text = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_owned());
-                Poll::Ready(Err(AveException::custom(
-                    "Exception",
-                    format!("INTERNAL ERROR: the method panicked: {text}"),
-                )))
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-
-    fn args(vargs: Value, kwargs: Value) -> RawArgs {
-        RawArgs {
-            vargs: vargs.as_array().unwrap().clone(),
-            kwargs: kwargs.as_object().unwrap().clone(),
-        }
-    }
-
-    #[test]
-    fn binding_like_python() {
-        let p = params(["details"]).optional(["depth"]);
-        assert_eq!(p.bind("f", args(json!([1]), json!({}))).unwrap(), vec![json!(1), Value::Null]);
-        assert_eq!(
-            p.bind("f", args(json!([]), json!({"depth": 3, "details": 1}))).unwrap(),
-            vec![json!(1), json!(3)]
-        );
-        let message = |r: Result<Vec<Value>, AveException>| {
-            let e = r.unwrap_err();
-            assert_eq!(e.type_name(), "TypeError");
-            assert_eq!(e.trace(), Some(vec![]));
-            e.message().into_owned()
-        };
-        assert_eq!(
-            message(p.bind("f", args(json!([1, 2, 3]), json!({})))),
-            "f() takes from 1 to 2 positional arguments but 3 were given"
-        );
-        assert_eq!(
-            message(params(["m"]).bind("upper", args(json!([]), json!({})))),
-            "upper() missing 1 required positional argument: 'm'"
-        );
-        assert_eq!(
-            message(params(["a", "b", "c"]).bind("g", args(json!([]), json!({})))),
-            "g() missing 3 required positional arguments: 'a', 'b' and 'c'"
-        );
-        assert_eq!(
-            message(params(["m"]).bind("h", args(json!(["x", "y"]), json!({})))),
-            "h() takes 1 positional argument but 2 were given"
-        );
-        assert_eq!(
-            message(params(["m"]).bind("h", args(json!([]), json!({"n": 1})))),
-            "h() got an unexpected keyword argument 'n'"
-        );
-        assert_eq!(
-            message(params(["m"]).bind("h", args(json!([1]), json!({"m": 1})))),
-            "h() got multiple values for argument 'm'"
-        );
-        assert!(Params::none().bind("z", RawArgs::default()).unwrap().is_empty());
-    }
 
     #[test]
     fn builder_records_access_rules() {
