@@ -6,17 +6,16 @@
 
 use std::{
     collections::BTreeSet,
-    path::PathBuf,
     process::{Command, Output},
 };
 
+use ave_test_support::TempDir;
 use serde_json::Value;
 
 /// Runs the harness with `args` and returns its output and its JSON report.
 fn harness(name: &str, args: &[&str]) -> (Output, Value) {
-    let path: PathBuf =
-        std::env::temp_dir().join(format!("ave-e2e-stress-{name}-{}.json", std::process::id()));
-    let _ = std::fs::remove_file(&path);
+    let dir = TempDir::new(&format!("e2e-stress-{name}"));
+    let path = dir.join("report.json");
     let output = Command::new(env!("CARGO_BIN_EXE_stress"))
         .args(args)
         .arg("--report")
@@ -30,7 +29,6 @@ fn harness(name: &str, args: &[&str]) -> (Output, Value) {
             String::from_utf8_lossy(&output.stderr)
         )
     });
-    let _ = std::fs::remove_file(&path);
     (output, serde_json::from_str(&text).expect("the report is JSON"))
 }
 

@@ -4,7 +4,7 @@
 //! - every member manifest inherits the workspace's version, edition and publish setting
 //!   and its lints;
 //! - the layer rule: a crate depends only on crates of a strictly lower layer, and the CLI
-//!   only on the facade;
+//!   only on the facade; `ave-test-support` is only ever a dev-dependency;
 //! - the module-layer rule (`tidy/modules.rs`): inside `ave-network`, a top-level module
 //!   only uses modules of a strictly lower layer;
 //! - unsafe code appears only in a crate's private `sys` module;
@@ -237,6 +237,11 @@ fn check_manifests(root: &Path, problems: &mut Vec<String>) {
             if dep_layer >= layer {
                 problems.push(format!(
                     "{name}: `{package}` (layer {layer}) depends on `{dep}` (layer {dep_layer})"
+                ));
+            }
+            if dep == "ave-test-support" {
+                problems.push(format!(
+                    "{name}: `ave-test-support` is dev-only: use it under [dev-dependencies]"
                 ));
             }
             if package == "ave-cli" && dep != "ave" {

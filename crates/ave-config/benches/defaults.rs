@@ -14,9 +14,10 @@
 // A bench program reports on stdout.
 #![allow(clippy::print_stdout)]
 
-use std::{fs, path::Path, process::Command, time::Instant};
+use std::{path::Path, process::Command, time::Instant};
 
 use ave_config::create_default;
+use ave_test_support::TempDir;
 
 const ROUNDS: usize = 7;
 const HOMES_PER_ROUND: usize = 20;
@@ -89,24 +90,24 @@ fn ours_round(root: &Path, round: usize) -> f64 {
 }
 
 fn main() {
-    let root = std::env::temp_dir().join(format!("ave-config-bench-{}", std::process::id()));
-    fs::create_dir_all(&root).expect("bench folder");
-    ours_round(&root, 999);
-    let ours_before: Vec<f64> = (0..ROUNDS / 2 + 1).map(|r| ours_round(&root, r)).collect();
+    let dir = TempDir::new("config-bench");
+    let root = dir.path();
+    ours_round(root, 999);
+    let ours_before: Vec<f64> = (0..ROUNDS / 2 + 1).map(|r| ours_round(root, r)).collect();
     let out = Command::new("python3")
         .args(["-c", PEER])
-        .arg(&root)
+        .arg(root)
         .args([ROUNDS.to_string(), HOMES_PER_ROUND.to_string()])
         .output()
         .expect("python3 runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let ours_after: Vec<f64> = (ROUNDS / 2 + 1..ROUNDS).map(|r| ours_round(&root, r)).collect();
+    let ours_after: Vec<f64> = (ROUNDS / 2 + 1..ROUNDS).map(|r| ours_round(root, r)).collect();
     let peer: Vec<f64> = String::from_utf8(out.stdout)
         .expect("numbers")
         .lines()
         .map(|l| l.trim().parse().expect("a number"))
         .collect();
-    let _ = fs::remove_dir_all(&root);
+    drop(dir);
     println!(
         "BENCH name=ave-config create_default (8 files, durable)|ours={:.0}|peer=python3 port of the original create_default (no fsync)|peer_value={:.0}|unit=us|better=lower",
         median(ours_before.into_iter().chain(ours_after).collect()),

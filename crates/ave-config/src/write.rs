@@ -117,14 +117,12 @@ fn create_temp(dir: &Path, path: &Path, mode: u32) -> io::Result<(PathBuf, File)
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
+    use ave_test_support::TempDir;
+
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("ave-config-write-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
+    fn scratch(name: &str) -> TempDir {
+        TempDir::new(&format!("config-write-{name}"))
     }
 
     fn names(dir: &Path) -> Vec<String> {
@@ -143,8 +141,7 @@ mod tests {
         assert_eq!(write_new(&path, b"{}\n", 0o600, Replace::Never).unwrap(), Outcome::Written);
         assert_eq!(fs::read(&path).unwrap(), b"{}\n");
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(names(&dir), ["a.json"]);
-        fs::remove_dir_all(dir).unwrap();
+        assert_eq!(names(dir.path()), ["a.json"]);
     }
 
     #[test]
@@ -159,8 +156,7 @@ mod tests {
         std::os::unix::fs::symlink(dir.join("nowhere"), &link).unwrap();
         assert_eq!(write_new(&link, b"{}", 0o644, Replace::Never).unwrap(), Outcome::Existed);
         assert!(!dir.join("nowhere").exists());
-        assert_eq!(names(&dir), ["a.json", "b.json"]);
-        fs::remove_dir_all(dir).unwrap();
+        assert_eq!(names(dir.path()), ["a.json", "b.json"]);
     }
 
     #[test]
@@ -169,7 +165,7 @@ mod tests {
         // link step directly with a name that exists by then.
         let dir = scratch("race");
         let path = dir.join("a.json");
-        let (temp, mut file) = create_temp(&dir, &path, 0o644).unwrap();
+        let (temp, mut file) = create_temp(dir.path(), &path, 0o644).unwrap();
         file.write_all(b"ours").unwrap();
         drop(file);
         fs::write(&path, "theirs").unwrap();
@@ -179,7 +175,6 @@ mod tests {
         assert_eq!(rename_no_replace(&temp, &path).unwrap(), Outcome::Existed);
         assert_eq!(fs::read_to_string(&path).unwrap(), "theirs");
         fs::remove_file(&temp).unwrap();
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -189,8 +184,7 @@ mod tests {
         fs::write(&path, "").unwrap();
         assert_eq!(write_new(&path, b"{}\n", 0o644, Replace::Yes).unwrap(), Outcome::Written);
         assert_eq!(fs::read(&path).unwrap(), b"{}\n");
-        assert_eq!(names(&dir), ["a.json"]);
-        fs::remove_dir_all(dir).unwrap();
+        assert_eq!(names(dir.path()), ["a.json"]);
     }
 
     #[test]
@@ -198,6 +192,5 @@ mod tests {
         let dir = scratch("nodir");
         let err = write_new(&dir.join("no/a.json"), b"{}", 0o644, Replace::Never).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
-        fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -33,6 +33,7 @@ use ave_network::{
     handover::{self, HandoverOptions, HandoverSocket},
     wire::handshake::{Algorithm, CHALLENGE_PREFIX, digest},
 };
+use ave_test_support::TempDir;
 
 const CONNECTIONS: usize = 1000;
 const PINGERS: usize = 100;
@@ -48,8 +49,8 @@ fn main() {
     }
     let limit = ave_network::raise_fd_limit().expect("raise the descriptor limit");
     assert!(limit >= 8192, "the descriptor limit {limit} is too low for 1,000 connections");
-    let dir = std::env::temp_dir().join(format!("ave-bench-handover-{}", std::process::id()));
-    let path = handover::socket_path(&dir, "bench");
+    let dir = TempDir::new("bench-handover");
+    let path = handover::socket_path(dir.path(), "bench");
 
     // The first instance, in this process.
     let server_rt = runtime(2);
@@ -138,7 +139,7 @@ fn main() {
         let _ = last.wait();
     }
     drop(idle);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
 
     let ready = median(to_ready.clone());
     let serving = median(to_serving.clone());

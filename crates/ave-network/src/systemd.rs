@@ -441,14 +441,14 @@ pub async fn run_notified(
 mod tests {
     use std::os::unix::net::UnixDatagram;
 
+    use ave_test_support::TempDir;
+
     use super::*;
 
     #[test]
     fn datagrams_reach_a_path_socket() {
-        let dir = std::env::temp_dir().join(format!("ave-notify-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("notify");
         let path = dir.join("notify");
-        let _ = std::fs::remove_file(&path);
         let manager = UnixDatagram::bind(&path).unwrap();
         let notifier = Notifier::connect(&path).unwrap();
         notifier.ready().unwrap();
@@ -464,7 +464,6 @@ mod tests {
         assert_eq!(next(), "STATUS=serving 2 connections on x");
         assert_eq!(next(), "STOPPING=1\nSTATUS=stopped: SIGTERM");
         assert_eq!(next(), format!("MAINPID={}\nREADY=1\nSTATUS=took over", std::process::id()));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -513,10 +512,8 @@ mod tests {
     #[test]
     fn stored_descriptors_travel_with_the_datagram() {
         use std::io::{Read as _, Write as _};
-        let dir = std::env::temp_dir().join(format!("ave-fdstore-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("fdstore");
         let path = dir.join("notify");
-        let _ = std::fs::remove_file(&path);
         // The manager's end: a datagram socket, read with fdtx's recvmsg.
         let manager = crate::fdtx::FdTx::from_stream(std::os::unix::net::UnixStream::from(
             OwnedFd::from(UnixDatagram::bind(&path).unwrap()),
@@ -531,16 +528,13 @@ mod tests {
         let mut got = [0u8; 1];
         a.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"x");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     // The manager's reads block: the control runs on another worker.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn run_notified_stores_readies_and_stops() {
-        let dir = std::env::temp_dir().join(format!("ave-run-notified-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("run-notified");
         let path = dir.join("notify");
-        let _ = std::fs::remove_file(&path);
         let manager = crate::fdtx::FdTx::from_stream(std::os::unix::net::UnixStream::from(
             OwnedFd::from(UnixDatagram::bind(&path).unwrap()),
         ));
@@ -569,7 +563,6 @@ mod tests {
             last = String::from_utf8(manager.get(256, 0).unwrap().bytes).unwrap();
         }
         assert_eq!(last, "STOPPING=1\nSTATUS=stopped: stop() was called");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -225,14 +225,12 @@ mod tests {
 
     #[test]
     fn dumps_never_overwrite() {
-        let dir = std::env::temp_dir().join(format!("ave-hickup-unit-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let (a, _) = create_new(&dir, "stem").unwrap();
-        let (b, _) = create_new(&dir, "stem").unwrap();
+        let dir = ave_test_support::TempDir::new("hickup-unit");
+        let (a, _) = create_new(dir.path(), "stem").unwrap();
+        let (b, _) = create_new(dir.path(), "stem").unwrap();
         assert_eq!(a.file_name().unwrap(), "stem");
         assert_eq!(b.file_name().unwrap(), "stem.1");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(fs::metadata(&a).unwrap().permissions().mode() & 0o777, 0o600);
-        fs::remove_dir_all(&dir).unwrap();
     }
 }
