@@ -10,6 +10,12 @@ use ave_exceptions::{AveException, NetworkError, ProcessError};
 /// refused) are [`Error::Network`]; an exception raised by a remote service is
 /// [`Error::Remote`], rebuilt as the original client rebuilds it. Both convert into an
 /// [`AveException`], so a service relaying a call can use `?`.
+///
+/// Every other condition a caller can act on has a variant of its own, with the values
+/// to act on as fields ([`Error::NoSuchConnection`] names the connection,
+/// [`Error::PidFileExists`] the pid file, ...). Where the original has a text for the
+/// condition (`connection already has authkey`, `pid file <path> exist`), the message is
+/// that text, byte for byte.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -259,6 +265,44 @@ mod tests {
         let e: AveException = io.into();
         assert_eq!(e.type_name(), "Exception");
         assert!(e.message().starts_with("bind 127.0.0.1:1: "), "{}", e.message());
+    }
+
+    #[test]
+    fn named_errors_cross_the_wire_with_the_originals_texts() {
+        let e: AveException = Error::AlreadyAuthenticated { id: 3 }.into();
+        assert_eq!(e.type_name(), "Exception");
+        assert_eq!(e.message(), "connection already has authkey");
+        let e: AveException = Error::NotEstablished { id: 3 }.into();
+        assert_eq!(e.message(), "not established: connection #3");
+        let e: AveException = Error::PidFileExists { path: PathBuf::from("/run/d.pid") }.into();
+        assert_eq!(e.message(), "pid file /run/d.pid exist");
+        let e: AveException = Error::NoPidFile { path: PathBuf::from("/run/d.pid") }.into();
+        assert_eq!(e.message(), "pid file /run/d.pid does not exist");
+        let e: AveException = Error::JoinSelf.into();
+        assert_eq!(e.message(), "cannot defer join of self");
+    }
+
+    #[test]
+    fn a_cause_is_named_once() {
+        let with = Error::BadEnvironment {
+            name: "NOTIFY_SOCKET",
+            value: "/x".to_owned(),
+            reason: "not a socket address",
+            source: Some(io::Error::other("path too long")),
+        };
+        assert_eq!(with.to_string(), "NOTIFY_SOCKET \"/x\": not a socket address");
+        assert_eq!(
+            ave_exceptions::error_chain(&with),
+            "NOTIFY_SOCKET \"/x\": not a socket address: path too long"
+        );
+        let without = Error::BadEnvironment {
+            name: "LISTEN_FDS",
+            value: "x".to_owned(),
+            reason: "not a number",
+            source: None,
+        };
+        assert!(std::error::Error::source(&without).is_none());
+        assert_eq!(ave_exceptions::error_chain(&without), "LISTEN_FDS \"x\": not a number");
     }
 
     #[test]
