@@ -11,8 +11,9 @@
 //! - `lint`: clippy on all targets with warnings as errors.
 //! - `test [ARGS...]`: the tests (nextest when installed, else `cargo test`), then the
 //!   doctests, which nextest does not run.
-//! - `docs [--open]`: the docs site, i.e. rustdoc of the workspace with the Markdown of
-//!   `docs/` included in the facade, warnings as errors; prints where it is.
+//! - `docs [--open]`: the docs site, i.e. rustdoc of the facade with the Markdown of
+//!   `docs/` included, after a doc check of every crate, warnings as errors (see `docs.rs`);
+//!   prints where it is.
 //! - `bench [FILTER]`: every benchmark the crates define (`harness = false` bench targets),
 //!   in release mode, then one table of their results against the peers they ran beside;
 //!   fails when a result misses its target.
@@ -32,6 +33,7 @@
 
 mod bench;
 mod dist;
+mod docs;
 mod examples;
 mod fuzz;
 mod python;
@@ -83,7 +85,7 @@ fn run(args: &[String]) -> Result {
         "fmt" => fmt(rest.iter().any(|a| a == "--check")),
         "lint" => lint(),
         "test" => test(rest),
-        "docs" => docs(rest.iter().any(|a| a == "--open")),
+        "docs" => docs::run(rest.iter().any(|a| a == "--open")),
         "bench" => bench::run(&root, rest),
         "stress" => stress(rest),
         "examples" => examples::run(&root),
@@ -138,8 +140,10 @@ fn task_help(task: &str) -> Option<&'static str> {
                    ARGS go to it), then the doctests"
         }
         "docs" => {
-            "docs [--open]\n\nthe docs site: rustdoc of the workspace with docs/ in the \
-                   facade, warnings as errors"
+            "docs [--open]\n\nthe docs site in target/doc: rustdoc of the facade `ave` only \
+                   (every crate's API inlined under ave::..., the guides of docs/), after a doc \
+                   check of every crate of the workspace (kept in target/doc-all, not \
+                   published); warnings as errors in both"
         }
         "bench" => {
             "bench [FILTER]\n\nevery bench target in release mode, then one table of \
@@ -186,7 +190,7 @@ fn ci() -> Result {
         ("test", || test(&[])),
         ("examples", || examples::run(&project_root())),
         ("fuzz", fuzz::replay),
-        ("docs", || docs(false)),
+        ("docs", || docs::run(false)),
         ("python", || python::run(&project_root(), &target_dir(), &[])),
         ("dist", dist::check),
     ];
@@ -241,17 +245,6 @@ fn test(extra: &[String]) -> Result {
         cargo(&args, &[])?;
     }
     cargo(&["test", "--workspace", "--all-features", "--doc"], &[])
-}
-
-fn docs(open: bool) -> Result {
-    let mut args = vec!["doc", "--workspace", "--no-deps", "--all-features"];
-    if open {
-        args.push("--open");
-    }
-    cargo(&args, &[("RUSTDOCFLAGS", "-D warnings")])?;
-    let index = target_dir().join("doc/ave/index.html");
-    println!("\ndocs site: {}", index.display());
-    Ok(())
 }
 
 fn stress(extra: &[String]) -> Result {
