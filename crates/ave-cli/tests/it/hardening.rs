@@ -399,3 +399,124 @@ fn f11_sighup_stops_cleanly_and_removes_the_handover_socket() {
     assert_eq!(wait_exit(&mut child, &lines).code(), Some(0));
     assert!(!handover_socket(home.path()).exists(), "a stale handover socket is left");
 }
+
+/// Starts `ave serve` with a descriptor limit of `fds` (soft and hard), keyed with `k`.
+fn serve_with_fd_limit(dir: &Path, fds: u32) -> (Child, u16, mpsc::Receiver<String>) {
+    let port_file = dir.join("port");
+    let script = format!(
+        "ulimit -n {fds} && exec \"$0\" serve --authkey k --port-file \"$1\" --home \"$2\""
+    );
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_ave"))
+        .arg(&port_file)
+        .arg(dir)
+        .env("HOME", dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    let port = listening_port(&lines);
+    (child, port, lines)
+}
+
+#[test]
+fn f4_a_valid_key_is_served_when_descriptors_run_out() {
+    let dir = TempDir::new("lockout");
+    let (mut child, port, lines) = serve_with_fd_limit(&dir.0, 48);
+    // Wrong-key connections, kept open, until the server cannot accept any more.
+    let mut strangers = Vec::new();
+    for _ in 0..48 {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let mut raw = Raw { stream };
+        let Some(challenge) = raw.read_frame_or_timeout() else { break };
+        raw.write_frame(&respond(&challenge, Some("wrong")).unwrap());
+        if raw.read_frame_or_timeout().is_none() {
+            break;
+        }
+        strangers.push(raw);
+    }
+    assert!(strangers.len() > 10, "only {} connections", strangers.len());
+    // The right key is served within a second or two: an anonymous idle connection makes room.
+    let started = Instant::now();
+    let (mut good, ok) = Raw::handshake(port, Some("k"));
+    assert!(ok);
+    assert_eq!(good.call("whoami", json!([])), json!({"result": "k"}));
+    assert!(started.elapsed() < Duration::from_secs(5), "served after {:?}", started.elapsed());
+    // Not a warning every 100 ms while descriptors are short.
+    let quiet_until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < quiet_until {
+        let _ = lines.recv_timeout(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log: Vec<String> = lines.try_iter().collect();
+    let accept_warnings = log.iter().filter(|l| l.contains("accept")).count();
+    assert!(accept_warnings <= 3, "{accept_warnings} accept warnings: {log:#?}");
+}
+
+impl Raw {
+    /// One frame, or `None` at end of stream or when the read timeout expires.
+    fn read_frame_or_timeout(&mut self) -> Option<Vec<u8>> {
+        let mut header = [0u8; 4];
+        self.stream.read_exact(&mut header).ok()?;
+        let mut payload = vec![0u8; u32::from_be_bytes(header) as usize];
+        self.stream.read_exact(&mut payload).ok()?;
+        Some(payload)
+    }
+}
+
+#[test]
+fn f7_a_call_in_flight_does_not_block_a_replace() {
+    let home = TempDir::new("drain");
+    let (mut old, port, old_lines) = serve_home(&home.0, &["--authkey", "k", "--drain", "4"]);
+    // Two connections in a call (one short, one longer than the drain), one idle.
+    let (mut short, _) = Raw::handshake(port, Some("k"));
+    short.request("sleep", json!([1]));
+    let (mut long, _) = Raw::handshake(port, Some("k"));
+    long.request("sleep", json!([600]));
+    let (mut idle, _) = Raw::handshake(port, Some("k"));
+    let old_pid = idle.call("get_pid", json!([]))["result"].clone();
+    // The replace succeeds at once and takes the idle connection only.
+    let started = Instant::now();
+    let (mut new, lines) = replace(&home.0, &["--authkey", "k"]);
+    line_with(&lines, "listening on").expect("the new instance listens");
+    line_with(&lines, "took over 1 connection").expect("the idle connection moved");
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    let new_pid = idle.call("get_pid", json!([]))["result"].clone();
+    assert_ne!(new_pid, old_pid);
+    assert_eq!(new_pid, json!(new.id()));
+    // New clients are served by the new instance right away.
+    let (mut fresh, _) = Raw::handshake(port, Some("k"));
+    assert_eq!(fresh.call("get_pid", json!([]))["result"], json!(new.id()));
+    // The old instance answers the short call, ends the long one at the drain deadline
+    // with an Exit, then exits 0.
+    let answer: Value = serde_json::from_slice(&short.read_frame().unwrap()).unwrap();
+    assert_eq!(answer, json!({"result": null}));
+    let cut: Value = serde_json::from_slice(&long.read_frame().unwrap()).unwrap();
+    assert_eq!(exception(&cut)["type"], "Exit", "{cut}");
+    assert_eq!(wait_exit(&mut old, &old_lines).code(), Some(0));
+    let _ = new.kill();
+    let _ = new.wait();
+}
+
+#[test]
+fn f7_a_call_whose_client_left_is_cancelled() {
+    let home = TempDir::new("drain-gone");
+    let (mut old, port, old_lines) = serve_home(&home.0, &["--authkey", "k"]);
+    let (mut busy, _) = Raw::handshake(port, Some("k"));
+    busy.request("sleep", json!([600]));
+    // The old instance's own word that the call runs: it is not idle any more.
+    let (mut other, _) = Raw::handshake(port, Some("k"));
+    assert_eq!(other.call("sync_ping", json!([])), json!({"result": "pong"}));
+    drop(busy);
+    let (mut new, lines) = replace(&home.0, &["--authkey", "k"]);
+    line_with(&lines, "took over").expect("the replace took over");
+    // Default drain is 30 s; the call's client is gone, so the old instance ends now.
+    assert_eq!(wait_exit(&mut old, &old_lines).code(), Some(0));
+    let _ = new.kill();
+    let _ = new.wait();
+}
