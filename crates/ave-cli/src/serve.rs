@@ -16,9 +16,15 @@
 //! `stop_listening` and `sleep` need an authenticated client whenever the server has a
 //! key; a server without any key binds loopback addresses only, unless `--insecure`.
 //!
-//! Test hook (for the rollback tests only): with `AVE_TEST_HANDOVER_ABORT` set in its
+//! A replaced instance keeps only the connections with a call in flight, finishes those
+//! calls within `--drain` (default 30 s; a call still running then is answered with an
+//! `Exit` exception, a call whose client left is cancelled), then exits 0.
+//!
+//! Test hooks (for the handover tests only): with `AVE_TEST_HANDOVER_ABORT` set in its
 //! environment, `ave serve --replace` aborts (SIGABRT) right after receiving the
-//! descriptors, before it says it is ready, as a successor that crashes mid-handover.
+//! descriptors, before it says it is ready, as a successor that crashes mid-handover; with
+//! `AVE_TEST_HANDOVER_HOLD` set, it says `holding before the commit` at that point and
+//! waits for a line (or the end) on its stdin before it goes on.
 
 use std::{
     path::{Path, PathBuf},
@@ -50,6 +56,9 @@ const TAKE_OVER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The environment variable that makes `--replace` crash mid-handover (tests only).
 const TEST_ABORT: &str = "AVE_TEST_HANDOVER_ABORT";
+
+/// The environment variable that makes `--replace` wait on stdin mid-handover (tests only).
+const TEST_HOLD: &str = "AVE_TEST_HANDOVER_HOLD";
 
 /// The exit codes, for `ave serve --help`.
 const EXIT_CODES: &str = "\
@@ -127,6 +136,10 @@ pub(crate) struct Args {
     /// home; it exits and no client notices.
     #[arg(long)]
     replace: bool,
+    /// Once replaced, how long to finish the calls in flight (e.g. 30, 500ms, 2m): a call
+    /// still running then is answered with an Exit exception.
+    #[arg(long, value_name = "DUR", default_value = "30", value_parser = duration::parse_duration)]
+    drain: Duration,
     /// Serve `run_external` (to authenticated clients only): it runs any command as this
     /// server's user.
     #[arg(long)]
@@ -232,6 +245,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         .authkey(authkey.as_deref())
         .digest(digest)
         .interval(interval)
+        .drain(args.drain)
         .handle_signals(true)
         .name(NAME);
     for (name, key) in &accounts {
@@ -300,11 +314,20 @@ async fn replace(args: &Args, builder: ControlBuilder, home: &Path) -> anyhow::R
         // and serve on.
         std::process::abort();
     }
+    if std::env::var_os(TEST_HOLD).is_some() {
+        // A successor caught between receiving everything and committing.
+        tracing::info!(target: LIFECYCLE, "holding before the commit (test hook)");
+        let _ = tokio::task::spawn_blocking(|| {
+            let _ = std::io::stdin().read_line(&mut String::new());
+        })
+        .await;
+    }
     let (old, count) = (inheritance.pid(), inheritance.connections().len());
     // Prepared before the commit, so a failure here leaves the old instance serving.
     let mut socket = HandoverSocket::bind_successor(&path)?;
-    let inherited =
-        inheritance.commit().await.context("--replace: the old instance kept its connections")?;
+    let inherited = inheritance.commit().await.with_context(|| {
+        format!("--replace: pid {old} did not confirm the handover and serves on")
+    })?;
     let control = inherited.into_control(builder)?;
     control.install_signal_handling()?;
     let addr = control.local_addr();
@@ -333,25 +356,71 @@ async fn replace(args: &Args, builder: ControlBuilder, home: &Path) -> anyhow::R
     replaceable(control, socket, manager).await
 }
 
-/// Runs the server to its end, replaceable meanwhile; says so when a successor replaced it.
+/// Runs the server to its end, replaceable meanwhile; says so when a successor replaced it,
+/// and while it drains the calls it kept.
 async fn replaceable(
     control: Control,
     socket: HandoverSocket,
     manager: Option<Manager>,
 ) -> anyhow::Result<ExitCode> {
-    let (stopped, successor) =
-        handover::run_replaceable(control, socket, HandoverOptions::default()).await?;
-    if let (Stopped::Replaced, Some(successor)) = (&stopped, successor) {
-        tracing::info!(
-            target: LIFECYCLE,
-            "replaced by pid {}; {} connections handed over in {:.1} ms",
-            successor.pid,
-            successor.connections,
-            successor.elapsed.as_secs_f64() * 1e3
-        );
+    let drain = control.handle().limits().drain;
+    let mut offer = tokio::spawn(socket.serve(control.handle(), HandoverOptions::default()));
+    let run = control.run();
+    tokio::pin!(run);
+    let mut said = false;
+    let stopped = loop {
+        tokio::select! {
+            stopped = &mut run => break stopped?,
+            offered = &mut offer, if !said => {
+                said = true;
+                replaced_by(offered, Some(drain));
+            }
+        }
+    };
+    if !said {
+        // The socket's task ends with the control: with the successor, or with nothing.
+        replaced_by(offer.await, None);
     }
     stopped_for(&stopped, manager);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The lifecycle lines of a handover to a successor (`drain`: while this instance still
+/// runs its kept calls).
+fn replaced_by(
+    offered: Result<
+        Result<Option<handover::Successor>, ave::network::Error>,
+        tokio::task::JoinError,
+    >,
+    drain: Option<Duration>,
+) {
+    let successor = match offered {
+        Ok(Ok(Some(successor))) => successor,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %ave::exceptions::error_chain(&e), "the handover socket failed");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the handover socket's task failed");
+            return;
+        }
+    };
+    tracing::info!(
+        target: LIFECYCLE,
+        "replaced by pid {}; {} connections handed over in {:.1} ms",
+        successor.pid,
+        successor.connections,
+        successor.elapsed.as_secs_f64() * 1e3
+    );
+    if let (Some(drain), kept @ 1..) = (drain, successor.kept) {
+        let plural = if kept == 1 { "" } else { "s" };
+        tracing::info!(
+            target: LIFECYCLE,
+            "draining: {kept} call{plural} in flight, up to {} s",
+            drain.as_secs_f64()
+        );
+    }
 }
 
 /// The last lifecycle line, and `STOPPING=1` for the service manager.

@@ -304,6 +304,11 @@ impl Connection {
         !self.input.is_empty()
     }
 
+    /// How many received bytes are waiting to be consumed.
+    pub(crate) fn buffered_input(&self) -> usize {
+        self.input.buffered().len()
+    }
+
     /// Waits for input and receives what is there (at least one byte). Cancellation-safe.
     ///
     /// # Errors

@@ -65,9 +65,9 @@ pub use crate::control::{
     builder::ControlBuilder,
     handle::ControlHandle,
     limits::{
-        DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTION_OUTPUT, DEFAULT_MAX_CONNECTIONS,
-        DEFAULT_MAX_DEPTH, DEFAULT_MAX_ECHO, DEFAULT_MAX_HANDSHAKE_FRAME, DEFAULT_MAX_SLEEP,
-        DEFAULT_MAX_TEXT, DEFAULT_MAX_TOTAL_OUTPUT, Limits,
+        DEFAULT_DRAIN, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTION_OUTPUT,
+        DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_DEPTH, DEFAULT_MAX_ECHO, DEFAULT_MAX_HANDSHAKE_FRAME,
+        DEFAULT_MAX_SLEEP, DEFAULT_MAX_TEXT, DEFAULT_MAX_TOTAL_OUTPUT, Limits,
     },
     service::{
         Context, LIST_METHODS, MethodInfo, Params, RawArgs, RpcResult, Service, ServiceBuilder,
@@ -208,7 +208,13 @@ pub struct Control {
     pub(crate) shared: Arc<Shared>,
     pub(crate) listener: Option<TcpListener>,
     pub(crate) commands: mpsc::UnboundedReceiver<Command>,
+    /// Tasks that run beside the event loop and end with it (a successor receiving the
+    /// connections its predecessor drains).
+    pub(crate) alongside: Vec<Alongside>,
 }
+
+/// A task run beside a `Control`'s event loop.
+pub(crate) type Alongside = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 impl fmt::Debug for Control {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -312,12 +318,17 @@ impl Control {
             None => None,
         };
         let mut reaper = shared.reaper.driver();
+        let mut alongside = JoinSet::new();
+        for task in std::mem::take(&mut self.alongside) {
+            alongside.spawn(task);
+        }
         let permits = Arc::new(Semaphore::new(shared.config.limits.max_connections));
         let mut tasks = JoinSet::new();
         let interval = shared.config.interval;
         let mut idle_at = interval.map(|i| Instant::now() + i);
         let mut idle_seen = shared.activity.load(Ordering::Relaxed);
         let mut accept_pause: Option<Instant> = None;
+        let mut room = Room::default();
         tracing::info!(service = %shared.config.name, addr = ?self.local_addr(), "serving");
 
         let reason = loop {
@@ -366,6 +377,9 @@ impl Control {
                         }
                     }
                     Some(Command::Replaced) => break Stopped::Replaced,
+                    Some(Command::Alongside(task)) => {
+                        alongside.spawn(task);
+                    }
                 },
                 Some(signal) = crate::control::signals::next(&mut signals) => match signal {
                     crate::control::signals::ControlSignal::Terminate(n) => break Stopped::Signal(n),
@@ -374,31 +388,33 @@ impl Control {
                 (pid, joined) = crate::control::defjoin::next(&mut reaper) => {
                     crate::control::defjoin::joined(&handle, pid, joined);
                 }
-                accepted = accept(listener.as_ref(), &permits), if listener.is_some() && accept_pause.is_none() => {
+                accepted = accept(listener.as_ref()), if listener.is_some() && accept_pause.is_none() && room.waiting.is_none() => {
                     match accepted {
-                        Ok((stream, peer, permit)) => {
-                            shared.activity.fetch_add(1, Ordering::Relaxed);
-                            match Connection::from_tokio(stream) {
-                                Ok(mut io) => {
-                                    io.set_max_frame(shared.config.limits.max_frame);
-                                    let conn = shared.new_conn(Address::from(peer), None);
-                                    let task = session::Session::new(shared.clone(), conn, io, Some(permit));
-                                    tasks.spawn(task.run(Phase::Greeting));
-                                }
-                                Err(e) => tracing::debug!(error = %ave_exceptions::error_chain(&e), "dropping a new connection"),
+                        Ok((stream, peer)) => {
+                            room.accepted();
+                            match permits.clone().try_acquire_owned() {
+                                Ok(permit) => start_session(&shared, &mut tasks, stream, peer, permit),
+                                // At the cap: the newcomer waits for the room made for it.
+                                Err(_) => room.wait(&shared, stream, peer),
                             }
                         }
-                        Err(e) => {
-                            // Out of descriptors or memory: wait a little instead of spinning.
-                            tracing::warn!(error = %e, "accept failed; pausing for 100 ms");
-                            accept_pause = Some(Instant::now() + Duration::from_millis(100));
-                        }
+                        Err(e) => accept_pause = Some(room.accept_failed(&shared, &e)),
                     }
+                }
+                permit = permits.clone().acquire_owned(), if room.waiting.is_some() => {
+                    if let (Ok(permit), Some((stream, peer))) = (permit, room.waiting.take()) {
+                        start_session(&shared, &mut tasks, stream, peer, permit);
+                    }
+                }
+                () = sleep_until(room.retry), if room.waiting.is_some() => {
+                    room.make_room(&shared, "the connection cap");
                 }
                 () = sleep_until(accept_pause), if accept_pause.is_some() => {
                     accept_pause = None;
                 }
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                    // A connection ended: its descriptor is free for the next accept.
+                    accept_pause = None;
                     if let Err(e) = joined {
                         if e.is_panic() {
                             tracing::error!("a connection task panicked");
@@ -424,14 +440,36 @@ impl Control {
         drop(listener);
         shared.listening.store(false, Ordering::Release);
         self.commands.close();
-        let deadline = Instant::now() + shared.config.linger;
+        let mut deadline = Instant::now() + shared.config.linger;
+        let close_by = deadline;
+        let mut cut_only = false;
         let details = match &reason {
             Stopped::Exit(details) => Some(details.clone()),
             Stopped::Shutdown(details) => details.clone(),
-            Stopped::Stop | Stopped::Signal(_) | Stopped::Replaced => None,
+            Stopped::Stop | Stopped::Signal(_) => None,
+            Stopped::Replaced => {
+                // The successor serves everything else, and the drain time is over: the
+                // calls still running are cut now and answered with an Exit.
+                let drain = shared.config.limits.drain;
+                deadline = Instant::now();
+                cut_only = true;
+                let left = lock(&shared.conns).len();
+                if left > 0 {
+                    tracing::info!(service = %shared.config.name, connections = left, "calls still running after the drain time are cut");
+                }
+                Some(AveException::exit(format!(
+                    "the server was replaced and the call did not finish within the drain time of {}",
+                    crate::control::limits::describe(drain)
+                )))
+            }
         };
         tracing::info!(service = %shared.config.name, reason = ?reason, "shutting down");
-        shared.shutdown.send_replace(Some(ShutdownSignal { details, deadline }));
+        shared.shutdown.send_replace(Some(ShutdownSignal {
+            details,
+            cut_only,
+            deadline,
+            close_by,
+        }));
         // Connection tasks look for the shutdown when their doorbell rings; a task that
         // starts after this sees the shutdown before it waits.
         for conn in lock(&shared.conns).values() {
@@ -450,15 +488,24 @@ impl Control {
                 Command::SetListener(_, reply) => {
                     let _ = reply.send(Err(Error::ShuttingDown));
                 }
+                Command::Alongside(task) => {
+                    alongside.spawn(task);
+                }
                 Command::Stop | Command::Shutdown(_) | Command::Exit(_) | Command::Replaced => {}
             }
         }
-        let grace = deadline + Duration::from_millis(500);
+        let grace = close_by + Duration::from_millis(500);
         let _ =
             tokio::time::timeout_at(grace, async { while tasks.join_next().await.is_some() {} })
                 .await;
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
+        // What runs alongside (a drain reporting its end) has had the same grace.
+        let _ = tokio::time::timeout_at(grace, async {
+            while alongside.join_next().await.is_some() {}
+        })
+        .await;
+        alongside.abort_all();
         if let Some(hook) = &shared.service.hooks().shutdown {
             if std::panic::catch_unwind(AssertUnwindSafe(|| hook(&handle, &reason))).is_err() {
                 tracing::error!("the shutdown hook panicked");
@@ -506,10 +553,125 @@ async fn sleep_until(at: Option<Instant>) {
 
 async fn accept(
     listener: Option<&tokio::net::TcpListener>,
-    permits: &Arc<Semaphore>,
-) -> std::io::Result<(tokio::net::TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
     let Some(listener) = listener else { return std::future::pending().await };
-    let permit = permits.clone().acquire_owned().await.map_err(std::io::Error::other)?;
-    let (stream, peer) = listener.accept().await?;
-    Ok((stream, peer, permit))
+    listener.accept().await
+}
+
+/// Starts serving a connection from the listener.
+fn start_session(
+    shared: &Arc<Shared>,
+    tasks: &mut JoinSet<()>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) {
+    shared.activity.fetch_add(1, Ordering::Relaxed);
+    match Connection::from_tokio(stream) {
+        Ok(mut io) => {
+            io.set_max_frame(shared.config.limits.max_frame);
+            let conn = shared.new_conn(Address::from(peer), None);
+            let task = session::Session::new(shared.clone(), conn, io, Some(permit));
+            tasks.spawn(task.run(Phase::Greeting));
+        }
+        Err(e) => {
+            tracing::debug!(error = %ave_exceptions::error_chain(&e), "dropping a new connection");
+        }
+    }
+}
+
+/// How long a newcomer at the connection cap waits before the loop looks again for a
+/// connection to close for it (when none could be closed, or the closed one is slow to
+/// go).
+const ROOM_RETRY: Duration = Duration::from_secs(1);
+
+/// The longest pause after a failed accept; the first is [`FIRST_ACCEPT_PAUSE`], each
+/// failure in a row doubles it. A connection that ends ends the pause at once.
+const MAX_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
+
+/// The first pause after a failed accept.
+const FIRST_ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// How often the same warning (a failed accept, a connection closed to make room) is
+/// logged at most; the next one says how many were not.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Making room at the connection cap and when descriptors run out: the longest-idle
+/// connection without an identity is closed, so a client with a key is still served.
+#[derive(Default)]
+struct Room {
+    /// A newcomer accepted at the cap, waiting for a permit.
+    waiting: Option<(tokio::net::TcpStream, SocketAddr)>,
+    /// When to look again for a connection to close for `waiting`.
+    retry: Option<Instant>,
+    /// The pause after the last failed accept (`None` after a success).
+    pause: Option<Duration>,
+    accept_warnings: Throttle,
+    eviction_warnings: Throttle,
+}
+
+impl Room {
+    fn accepted(&mut self) {
+        self.pause = None;
+    }
+
+    /// Holds a newcomer accepted at the cap and closes a connection for it.
+    fn wait(&mut self, shared: &Shared, stream: tokio::net::TcpStream, peer: SocketAddr) {
+        self.waiting = Some((stream, peer));
+        self.make_room(shared, "the connection cap");
+    }
+
+    /// Closes the longest-idle connection without an identity, if there is one.
+    fn make_room(&mut self, shared: &Shared, why: &str) -> bool {
+        self.retry = Some(Instant::now() + ROOM_RETRY);
+        let Some((victim, idle)) = shared.evict_one() else { return false };
+        if let Some(suppressed) = self.eviction_warnings.allow() {
+            tracing::warn!(
+                conn = %victim.id,
+                peer = %victim.address,
+                idle_s = idle.as_secs(),
+                why,
+                not_logged_since = suppressed,
+                "closing the longest-idle connection without an identity to make room"
+            );
+        }
+        true
+    }
+
+    /// After a failed accept: closes a connection if descriptors ran out, says so at
+    /// most once a minute, and returns when to try again.
+    fn accept_failed(&mut self, shared: &Shared, e: &std::io::Error) -> Instant {
+        use nix::errno::Errno;
+        let out_of_descriptors = e.raw_os_error().is_some_and(|n| {
+            [Errno::EMFILE, Errno::ENFILE, Errno::ENOBUFS, Errno::ENOMEM]
+                .contains(&Errno::from_raw(n))
+        });
+        let made_room = out_of_descriptors && self.make_room(shared, "the descriptor limit");
+        if let Some(suppressed) = self.accept_warnings.allow() {
+            tracing::warn!(error = %e, made_room, failed_since = suppressed, "accept failed; retrying when a connection ends");
+        }
+        let pause = self.pause.map_or(FIRST_ACCEPT_PAUSE, |p| (p * 2).min(MAX_ACCEPT_PAUSE));
+        self.pause = Some(pause);
+        Instant::now() + pause
+    }
+}
+
+/// Lets a repeated warning through at most once per [`WARN_EVERY`].
+#[derive(Default)]
+struct Throttle {
+    next: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    /// `Some(number not logged since the last one)` if this one may be logged.
+    fn allow(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self.next.is_some_and(|next| now < next) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.next = Some(now + WARN_EVERY);
+        Some(std::mem::take(&mut self.suppressed))
+    }
 }

@@ -350,6 +350,11 @@ impl AsyncFdTx {
         &self.stream
     }
 
+    /// The socket, out of the runtime it was registered with (to move to another).
+    pub(crate) fn into_std(self) -> Result<UnixStream, Error> {
+        self.stream.into_std().map_err(|e| Error::io("take a Unix socket out of the runtime", e))
+    }
+
     /// As [`FdTx::put`].
     pub(crate) async fn put(&self, message: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
         check_put(message, fds)?;

@@ -7,8 +7,8 @@
 //! [`take_over`]; then:
 //!
 //! 1. the old instance stops accepting (the listener stays open: new connects wait in the
-//!    kernel's backlog) and takes every connection out at a frame boundary, after the call
-//!    in progress on it is answered (bounded by [`HandoverOptions::drain_timeout`]);
+//!    kernel's backlog) and takes every connection that is not in a call out at a frame
+//!    boundary; a connection with a call in flight stays with it;
 //! 2. it sends the listener and each connection (the socket, its address, its
 //!    authenticated identity, where it is in the handshake, the bytes received but not yet
 //!    consumed and the bytes queued but not yet sent) over [`FdTx`](crate::fdtx) messages
@@ -18,7 +18,14 @@
 //!    [`Control::run`](crate::control::Control::run) returns [`Stopped::Replaced`](crate::control::Stopped::Replaced);
 //! 4. the successor serves the listener and the connections
 //!    ([`Inherited::into_control`]). Requests sent meanwhile waited in the kernel's
-//!    buffers and are answered by the successor.
+//!    buffers and are answered by the successor;
+//! 5. the old instance drains: it finishes the calls in flight on the connections it kept,
+//!    answers them and sends each of those connections to the successor as its call ends,
+//!    within its drain time ([`Limits::drain`](crate::control::Limits::drain), 30 s by
+//!    default; a call still running then is answered with an `Exit` exception and its
+//!    connection closed; a call whose client left is cancelled). Then its `run` returns.
+//!    New clients never wait for it: the listener is the successor's from step 4, and the
+//!    successor serves the drained connections as they arrive.
 //!
 //! Until the old instance confirms, it keeps its own copies of every descriptor: if the
 //! successor dies, disconnects or does not say it is ready within
@@ -27,8 +34,9 @@
 //! side that gives up first shuts its receive direction before looking one last time, so
 //! the two sides can never both serve the same connection.
 //!
-//! A call still running when the drain timeout expires makes the old instance refuse the
-//! handover: nothing moves, it serves on, and [`take_over`] returns the reason.
+//! While one handover is in progress, another successor that asks is refused ("another
+//! replace is in progress"). If the old instance dies after the successor received
+//! everything, the successor keeps it all ([`Inheritance::commit`]).
 //!
 //! # Example
 //!
@@ -74,11 +82,9 @@ pub use crate::handover::{
     socket::{HandoverSocket, run_replaceable, socket_path},
 };
 
-/// The version of the handover conversation; both sides must speak the same.
-pub const PROTOCOL_VERSION: u32 = 1;
-
-/// The default bound on waiting for every connection to reach a frame boundary.
-pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The version of the handover conversation; both sides must speak the same. Version 2
+/// added the drain: connections sent after the commit, as their calls end.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The default time a successor has, once everything is sent, to say it is ready.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -86,10 +92,6 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How the serving side conducts a handover.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandoverOptions {
-    /// How long to wait for every connection to reach a frame boundary (the call in
-    /// progress on each is answered first). If a call runs longer, the handover is
-    /// refused and nothing moves. Default [`DEFAULT_DRAIN_TIMEOUT`].
-    pub drain_timeout: Duration,
     /// How long the successor has to receive everything and say it is ready; after it,
     /// the old instance takes everything back. Default [`DEFAULT_READY_TIMEOUT`].
     pub ready_timeout: Duration,
@@ -97,10 +99,7 @@ pub struct HandoverOptions {
 
 impl Default for HandoverOptions {
     fn default() -> HandoverOptions {
-        HandoverOptions {
-            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
-            ready_timeout: DEFAULT_READY_TIMEOUT,
-        }
+        HandoverOptions { ready_timeout: DEFAULT_READY_TIMEOUT }
     }
 }
 
@@ -112,6 +111,8 @@ pub struct Successor {
     pub pid: u32,
     /// The connections handed over.
     pub connections: usize,
+    /// The connections with a call in flight that stayed to finish it (the drain).
+    pub kept: usize,
     /// Whether the listener was handed over.
     pub listener: bool,
     /// From the successor's hello to its ready message.

@@ -492,12 +492,14 @@ fn f7_a_call_in_flight_does_not_block_a_replace() {
     // New clients are served by the new instance right away.
     let (mut fresh, _) = Raw::handshake(port, Some("k"));
     assert_eq!(fresh.call("get_pid", json!([]))["result"], json!(new.id()));
-    // The old instance answers the short call, ends the long one at the drain deadline
-    // with an Exit, then exits 0.
+    // The old instance answers the short call, whose connection then moves too; it ends
+    // the long one at the drain deadline with an Exit, then exits 0.
     let answer: Value = serde_json::from_slice(&short.read_frame().unwrap()).unwrap();
     assert_eq!(answer, json!({"result": null}));
+    assert_eq!(short.call("get_pid", json!([]))["result"], json!(new.id()));
     let cut: Value = serde_json::from_slice(&long.read_frame().unwrap()).unwrap();
     assert_eq!(exception(&cut)["type"], "Exit", "{cut}");
+    assert!(long.read_frame().is_none(), "the cut call's connection is closed");
     assert_eq!(wait_exit(&mut old, &old_lines).code(), Some(0));
     let _ = new.kill();
     let _ = new.wait();
@@ -517,6 +519,83 @@ fn f7_a_call_whose_client_left_is_cancelled() {
     line_with(&lines, "took over").expect("the replace took over");
     // Default drain is 30 s; the call's client is gone, so the old instance ends now.
     assert_eq!(wait_exit(&mut old, &old_lines).code(), Some(0));
+    let _ = new.kill();
+    let _ = new.wait();
+}
+
+/// `ave serve --replace` on `home` held by the test hook between receiving everything and
+/// committing; it goes on when its stdin (returned) is written to or closed.
+fn replace_held(
+    home: &Path,
+    extra: &[&str],
+) -> (Child, mpsc::Receiver<String>, std::process::ChildStdin) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ave"))
+        .args(["serve", "--replace", "--home"])
+        .arg(home)
+        .arg("--port-file")
+        .arg(home.join("port"))
+        .args(extra)
+        .env("HOME", home)
+        .env("AVE_TEST_HANDOVER_HOLD", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    line_with(&lines, "holding before the commit").expect("the successor holds");
+    let hold = child.stdin.take().unwrap();
+    (child, lines, hold)
+}
+
+/// Every stderr line of a child until it ends (within `T`), and its status.
+fn finish(child: &mut Child, lines: &mpsc::Receiver<String>) -> (ExitStatus, Vec<String>) {
+    let deadline = Instant::now() + T;
+    let mut seen = Vec::new();
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => seen.push(line),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return (child.wait().unwrap(), seen),
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("the child did not end: {seen:#?}"),
+        }
+    }
+}
+
+#[test]
+fn f11_a_second_replace_is_told_that_one_is_in_progress() {
+    let home = TempDir::new("replace-twice");
+    let (mut old, port, old_lines) = serve_home(&home.0, &["--authkey", "k"]);
+    let (mut client, _) = Raw::handshake(port, Some("k"));
+    let (mut first, first_lines, hold) = replace_held(&home.0, &["--authkey", "k"]);
+    let (mut second, second_lines) = replace(&home.0, &["--authkey", "k"]);
+    let (status, said) = finish(&mut second, &second_lines);
+    assert_eq!(status.code(), Some(1), "{said:#?}");
+    assert!(said.iter().any(|l| l.contains("another replace is in progress")), "{said:#?}");
+    // The first replace goes on as if nothing happened.
+    drop(hold);
+    line_with(&first_lines, "took over 1 connection").expect("the first replace took over");
+    assert_eq!(wait_exit(&mut old, &old_lines).code(), Some(0));
+    assert_eq!(client.call("get_pid", json!([]))["result"], json!(first.id()));
+    let _ = first.kill();
+    let _ = first.wait();
+}
+
+#[test]
+fn f11_the_successor_keeps_everything_when_the_old_instance_dies_mid_handover() {
+    let home = TempDir::new("replace-orphan");
+    let (mut old, port, _old_lines) = serve_home(&home.0, &["--authkey", "k"]);
+    let (mut client, _) = Raw::handshake(port, Some("k"));
+    assert_eq!(client.call("get_pid", json!([]))["result"], json!(old.id()));
+    let (mut new, lines, hold) = replace_held(&home.0, &["--authkey", "k"]);
+    // The old instance dies after the successor received everything, before it confirms.
+    old.kill().unwrap();
+    old.wait().unwrap();
+    drop(hold);
+    line_with(&lines, "took over 1 connection").expect("the successor serves what it received");
+    assert_eq!(client.call("get_pid", json!([]))["result"], json!(new.id()));
+    let (mut fresh, ok) = Raw::handshake(port, Some("k"));
+    assert!(ok);
+    assert_eq!(fresh.call("get_pid", json!([]))["result"], json!(new.id()));
     let _ = new.kill();
     let _ = new.wait();
 }

@@ -154,6 +154,15 @@ impl ControlBuilder {
         self
     }
 
+    /// How long a replaced instance may take to finish the calls in flight that it kept
+    /// (default 30 s, [`Limits::drain`](crate::control::Limits::drain)); a call still
+    /// running then is answered with an `Exit` exception.
+    #[must_use]
+    pub fn drain(mut self, drain: Duration) -> ControlBuilder {
+        self.config.limits.drain = drain;
+        self
+    }
+
     /// How many bytes of a malformed request its error reply echoes (default 256).
     #[must_use]
     pub fn max_echo(mut self, max: usize) -> ControlBuilder {
@@ -263,7 +272,8 @@ impl ControlBuilder {
             listening: AtomicBool::new(listener.is_some()),
             reaper: crate::control::defjoin::Reaper::new(),
             signals: Mutex::new(None),
+            epoch: std::time::Instant::now(),
         });
-        Ok(Control { shared, listener, commands: commands_rx })
+        Ok(Control { shared, listener, commands: commands_rx, alongside: Vec::new() })
     }
 }

@@ -199,12 +199,52 @@ impl ControlHandle {
     ///
     /// [`Error::NoSuchConnection`] if there is no such connection or it ended first.
     pub async fn remove_connection(&self, id: ConnectionId) -> Result<DetachedConnection, Error> {
+        match self.detach(id, false).await? {
+            Some(detached) => Ok(detached),
+            None => Err(Error::NoSuchConnection { id: id.get() }),
+        }
+    }
+
+    /// Runs `task` beside the event loop, on the `Control`'s runtime, until it has stopped
+    /// (dropped if it is stopping already).
+    pub(crate) fn run_alongside(&self, task: crate::control::Alongside) {
+        self.shared.send(Command::Alongside(task));
+    }
+
+    /// Takes a connection out at once if it is not in a call: `Ok(None)` if a call is
+    /// running on it (it stays, and its call is answered here). For a handover, which
+    /// leaves the connections in a call to drain.
+    pub(crate) async fn remove_idle_connection(
+        &self,
+        id: ConnectionId,
+    ) -> Result<Option<DetachedConnection>, Error> {
+        self.detach(id, true).await
+    }
+
+    /// Asks a connection's task to detach it; `Ok(None)` if `unless_busy` and it is in a
+    /// call.
+    async fn detach(
+        &self,
+        id: ConnectionId,
+        unless_busy: bool,
+    ) -> Result<Option<DetachedConnection>, Error> {
+        use crate::control::shared::{DetachRequest, Detached};
         let conn = self.shared.conn(id)?;
         let (reply, result) = oneshot::channel();
-        *lock(&conn.detach) = Some(reply);
+        *lock(&conn.detach) = Some(DetachRequest { reply, unless_busy });
         conn.wake.raise();
+        // A task in a call looks at its doorbell only when the call ends: withdraw the
+        // request. If the task took it meanwhile, it answers.
+        if unless_busy && conn.is_busy_after_raise() && lock(&conn.detach).take().is_some() {
+            return Ok(None);
+        }
         drop(conn);
-        result.await.map_err(|_| Error::NoSuchConnection { id: id.get() })?
+        match result.await {
+            Ok(Ok(Detached::Done(detached))) => Ok(Some(detached)),
+            Ok(Ok(Detached::InCall)) => Ok(None),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::NoSuchConnection { id: id.get() }),
+        }
     }
 
     /// Gives an established connection without an identity the key `key`, as the

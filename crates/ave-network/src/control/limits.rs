@@ -18,6 +18,9 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// (an HMAC-SHA256 digest, 32 bytes).
 pub const DEFAULT_MAX_HANDSHAKE_FRAME: usize = SHA256_LEN;
 
+/// The default time a replaced instance has to finish the calls in flight it kept.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
+
 /// The default number of bytes of a malformed request echoed in its error reply.
 pub const DEFAULT_MAX_ECHO: usize = 256;
 
@@ -62,6 +65,13 @@ pub struct Limits {
     /// process runs out of descriptors, the longest-idle connection without an identity is
     /// closed to make room; if every connection has one, new clients wait in the backlog.
     pub max_connections: usize,
+    /// How long an instance replaced by a successor (`ave::network::handover`) has to
+    /// finish the calls in flight on the connections it kept (default 30 s). Idle
+    /// connections and the listener move to the successor at once; each kept call is
+    /// answered when it ends and its connection follows them, while a call still running
+    /// at this deadline is answered with an `Exit` exception and its connection closed. A
+    /// call whose client has gone is cancelled, always.
+    pub drain: Duration,
     /// How much of a malformed request is echoed in `malformed JSON: ...` (default 256
     /// bytes; the reply then gives the payload's size).
     pub max_echo: usize,
@@ -86,6 +96,7 @@ impl Default for Limits {
             max_handshake_frame: DEFAULT_MAX_HANDSHAKE_FRAME,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            drain: DEFAULT_DRAIN,
             max_echo: DEFAULT_MAX_ECHO,
             max_connection_output: DEFAULT_MAX_CONNECTION_OUTPUT,
             max_total_output: DEFAULT_MAX_TOTAL_OUTPUT,
@@ -94,4 +105,9 @@ impl Default for Limits {
             max_text: DEFAULT_MAX_TEXT,
         }
     }
+}
+
+/// A duration as people write it in messages: `30 s`, `0.5 s`.
+pub(crate) fn describe(duration: Duration) -> String {
+    format!("{} s", duration.as_secs_f64())
 }

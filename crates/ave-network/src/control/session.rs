@@ -19,7 +19,7 @@ use crate::{
     control::service::{CatchPanic, Context, RpcResult},
     control::{
         Command, ConnShared, ConnectionInfo, ConnectionPhase, ControlHandle, DetachedConnection,
-        Shared, ShutdownSignal,
+        Shared, ShutdownSignal, shared::Detached,
     },
     wire::{frame, handshake},
 };
@@ -53,6 +53,8 @@ pub(crate) struct Session {
     shutdown: tokio::sync::watch::Receiver<Option<ShutdownSignal>>,
     phase: Phase,
     exit_sent: bool,
+    /// Whether the shutdown deadline cut the call in progress.
+    cut: bool,
     /// This connection's share of [`Shared::buffered_output`].
     accounted: usize,
     _permit: Option<OwnedSemaphorePermit>,
@@ -73,6 +75,7 @@ impl Session {
             shutdown,
             phase: Phase::Greeting,
             exit_sent: false,
+            cut: false,
             accounted: 0,
             _permit: permit,
         }
@@ -133,6 +136,9 @@ impl Session {
             if self.conn.detach_requested() {
                 return Err(End::Detach);
             }
+            if self.conn.is_evicted() {
+                return Err(End::Refused);
+            }
             match self.io.next_frame() {
                 Ok(Some(answer)) => {
                     break self.shared.keys.verify(challenge, answer, self.shared.config.digest);
@@ -191,6 +197,9 @@ impl Session {
                 if self.conn.detach_requested() {
                     return End::Detach;
                 }
+                if self.conn.is_evicted() {
+                    return End::Lost(None);
+                }
             }
             // The request borrows its method from the service.
             let shared = self.shared.clone();
@@ -240,6 +249,7 @@ impl Session {
     /// Runs one validated request and queues its reply, if one is due.
     async fn handle_request(&mut self, request: Request<'_>) -> Result<(), End> {
         self.shared.note_activity();
+        self.conn.touch(&self.shared);
         let one_way = request.one_way;
         let reply = match request.prepared {
             Prepared::Refuse(exception) => (!one_way).then_some(Reply::Exception(exception)),
@@ -252,10 +262,17 @@ impl Session {
                     method: method.name.clone(),
                 };
                 let call = CatchPanic(method.handler.call(ctx, args));
-                let Some(result) = self.await_call(call).await else {
-                    return Err(End::Shutdown);
-                };
-                self.answer(&method.name, one_way, result)
+                match self.await_call(call).await {
+                    CallEnd::Done(result) => self.answer(&method.name, one_way, result),
+                    CallEnd::Cut => {
+                        self.cut = true;
+                        return Err(End::Shutdown);
+                    }
+                    CallEnd::ClientGone(e) => {
+                        tracing::debug!(conn = %self.conn.id, method = %method.name, "the client left during the call; the call is cancelled");
+                        return Err(End::Lost(e));
+                    }
+                }
             }
         };
         if let Some(reply) = reply {
@@ -316,18 +333,40 @@ impl Session {
     }
 
     /// Runs a method to completion; if the server starts shutting down meanwhile, gives
-    /// it until the shutdown deadline. `None` if it was cancelled.
-    async fn await_call<F>(&mut self, mut call: CatchPanic<F>) -> Option<RpcResult<Value>>
+    /// it until the shutdown deadline. Meanwhile watches the connection: a client that
+    /// goes away (end of stream or an error) cancels its call. Requests it sends meanwhile
+    /// are received, up to [`WATCH_INPUT`] bytes, and served after the call.
+    async fn await_call<F>(&mut self, mut call: CatchPanic<F>) -> CallEnd
     where
         F: std::future::Future<Output = RpcResult<Value>> + Unpin,
     {
-        tokio::select! {
-            biased;
-            result = &mut call => return Some(result),
-            _ = self.shutdown.wait_for(Option::is_some) => {}
+        // A method that answers at once is not "in a call" for a handover.
+        if let Poll::Ready(result) = futures_poll_once(&mut call).await {
+            return CallEnd::Done(result);
         }
-        let deadline = self.shutdown_signal().map_or_else(Instant::now, |s| s.deadline);
-        tokio::time::timeout_at(deadline, call).await.ok()
+        let Session { io, shutdown, conn, .. } = self;
+        conn.begin_call();
+        let _busy = EndCall(conn);
+        let mut deadline: Option<Instant> = None;
+        let mut watching = true;
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut call => return CallEnd::Done(result),
+                signal = shutdown.wait_for(Option::is_some), if deadline.is_none() => {
+                    let at = match signal {
+                        Ok(signal) => signal.as_ref().map_or_else(Instant::now, |s| s.deadline),
+                        Err(_) => Instant::now(),
+                    };
+                    deadline = Some(at);
+                }
+                () = sleep_until(deadline), if deadline.is_some() => return CallEnd::Cut,
+                gone = watch_for_departure(io), if watching => match gone {
+                    Some(e) => return CallEnd::ClientGone(e),
+                    None => watching = false,
+                },
+            }
+        }
     }
 
     /// The reply to a method's result, if one is due.
@@ -383,8 +422,8 @@ impl Session {
             self.detach();
             return;
         }
-        if let Some(reply) = self.conn.take_detach_request() {
-            let _ = reply.send(Err(Error::NoSuchConnection { id: self.conn.id.get() }));
+        if let Some(request) = self.conn.take_detach_request() {
+            let _ = request.reply.send(Err(Error::NoSuchConnection { id: self.conn.id.get() }));
         }
         match &end {
             End::Lost(Some(e)) => {
@@ -406,7 +445,8 @@ impl Session {
     async fn close_for_shutdown(&mut self) {
         let Some(signal) = self.shutdown_signal() else { return };
         let mut wrote = self.exit_sent || self.io.has_pending_output();
-        if let Some(details) = signal.details.as_ref().filter(|_| !self.exit_sent) {
+        let due = !self.exit_sent && (self.cut || !signal.cut_only);
+        if let Some(details) = signal.details.as_ref().filter(|_| due) {
             if self.io.queue_json(&json!({ "exception": details.to_wire() })).is_ok() {
                 wrote = true;
             }
@@ -415,7 +455,7 @@ impl Session {
             self.io.drain_available();
             return;
         }
-        let deadline = signal.deadline;
+        let deadline = signal.close_by;
         if tokio::time::timeout_at(deadline, self.io.flush()).await.is_err() {
             return;
         }
@@ -426,7 +466,7 @@ impl Session {
     fn detach(self) {
         let Session { shared, conn, io, phase, .. } = self;
         shared.forget(conn.id);
-        let Some(reply) = conn.take_detach_request() else { return };
+        let Some(request) = conn.take_detach_request() else { return };
         let phase = match phase {
             Phase::Greeting | Phase::Established => ConnectionPhase::Established,
             Phase::Challenged(challenge) => ConnectionPhase::Challenged { challenge },
@@ -437,7 +477,7 @@ impl Session {
             identity: conn.identity(),
             phase,
         });
-        let _ = reply.send(result);
+        let _ = request.reply.send(result.map(Detached::Done));
     }
 
     fn run_hook(&self, kind: HookKind) {
@@ -453,6 +493,56 @@ impl Session {
                 tracing::error!(conn = %self.conn.id, "a connection hook panicked");
             }
         }
+    }
+}
+
+/// How much a client may send while its call runs before the server stops reading (and
+/// so stops noticing that the client left) until the call ends.
+const WATCH_INPUT: usize = 64 * 1024;
+
+/// Polls a future once.
+async fn futures_poll_once<F: std::future::Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut *future).poll(cx))).await
+}
+
+/// Ends the call of [`ConnShared::begin_call`] when dropped.
+struct EndCall<'a>(&'a ConnShared);
+
+impl Drop for EndCall<'_> {
+    fn drop(&mut self) {
+        self.0.end_call();
+    }
+}
+
+/// How a call ended.
+enum CallEnd {
+    /// It returned.
+    Done(RpcResult<Value>),
+    /// The shutdown deadline came first.
+    Cut,
+    /// The client went away first (end of stream, or the error).
+    ClientGone(Option<Error>),
+}
+
+/// Receives what the client sends during a call, until it goes away (`Some`) or has sent
+/// [`WATCH_INPUT`] bytes (`None`: stop watching).
+async fn watch_for_departure(io: &mut Connection) -> Option<Option<Error>> {
+    loop {
+        if io.buffered_input() >= WATCH_INPUT {
+            return None;
+        }
+        match io.fill().await {
+            Ok(()) => {}
+            Err(e) if e.is_closed() => return Some(None),
+            Err(e) => return Some(Some(e)),
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

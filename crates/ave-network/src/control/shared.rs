@@ -6,7 +6,7 @@ use std::{
     net::{SocketAddr, TcpListener},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering, fence},
     },
     time::Duration,
 };
@@ -35,9 +35,31 @@ pub(crate) struct ConnShared {
     /// Shared, so that each request reads it without copying the key.
     pub(crate) identity: Mutex<Option<Arc<str>>>,
     pub(crate) established: AtomicBool,
-    pub(crate) detach: Mutex<Option<oneshot::Sender<Result<DetachedConnection, Error>>>>,
+    pub(crate) detach: Mutex<Option<DetachRequest>>,
     /// Raised when the task must look up from its requests: shutdown, removal.
     pub(crate) wake: Wake,
+    /// Whether a method call is running on the connection.
+    pub(crate) busy: AtomicBool,
+    /// Set (with the doorbell) to close the connection to make room for another.
+    pub(crate) evicted: AtomicBool,
+    /// When the connection last connected or sent a request, in microseconds since
+    /// [`Shared::epoch`]: which connection without an identity is the longest idle.
+    pub(crate) last_active: AtomicU64,
+}
+
+/// A request to take a connection out of its task, at a frame boundary.
+pub(crate) struct DetachRequest {
+    pub(crate) reply: oneshot::Sender<Result<Detached, Error>>,
+    /// Give up if the connection is in a call (rather than wait for the call to end).
+    pub(crate) unless_busy: bool,
+}
+
+/// What a connection task answers a [`DetachRequest`].
+pub(crate) enum Detached {
+    /// The connection, out of its task.
+    Done(DetachedConnection),
+    /// The connection is in a call and stays where it is (`unless_busy` only).
+    InCall,
 }
 
 pub(crate) use crate::sync::lock;
@@ -68,10 +90,45 @@ impl ConnShared {
         lock(&self.detach).is_some()
     }
 
-    pub(crate) fn take_detach_request(
-        &self,
-    ) -> Option<oneshot::Sender<Result<DetachedConnection, Error>>> {
+    pub(crate) fn take_detach_request(&self) -> Option<DetachRequest> {
         lock(&self.detach).take()
+    }
+
+    /// Marks the connection as in a call. A pending request to detach it unless it is
+    /// busy is answered [`Detached::InCall`] here: the one who asked and this task each
+    /// look at the other's flag after raising their own, so at least one sees the other.
+    pub(crate) fn begin_call(&self) {
+        self.busy.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.wake.is_raised() {
+            let mut slot = lock(&self.detach);
+            if slot.as_ref().is_some_and(|r| r.unless_busy) {
+                if let Some(request) = slot.take() {
+                    let _ = request.reply.send(Ok(Detached::InCall));
+                }
+            }
+        }
+    }
+
+    /// Marks the end of the call that [`ConnShared::begin_call`] started.
+    pub(crate) fn end_call(&self) {
+        self.busy.store(false, Ordering::Release);
+    }
+
+    /// Whether the connection is in a call, for one who has just raised its doorbell.
+    pub(crate) fn is_busy_after_raise(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.busy.load(Ordering::Relaxed)
+    }
+
+    /// Whether the connection is to be closed to make room ([`Shared::evict_one`]).
+    pub(crate) fn is_evicted(&self) -> bool {
+        self.evicted.load(Ordering::Acquire)
+    }
+
+    /// Notes activity now (a request, the connect), for the choice of whom to evict.
+    pub(crate) fn touch(&self, shared: &Shared) {
+        self.last_active.store(shared.now_us(), Ordering::Relaxed);
     }
 
     pub(crate) fn info(&self) -> ConnectionInfo {
@@ -87,10 +144,16 @@ impl ConnShared {
 /// The shutdown in progress, as connection tasks see it.
 #[derive(Clone)]
 pub(crate) struct ShutdownSignal {
-    /// What to send every connection, if anything.
+    /// What to send every connection (or, with `cut_only`, the connections whose call
+    /// the deadline cut), if anything.
     pub(crate) details: Option<AveException>,
-    /// When connection tasks must be done.
+    /// Whether `details` goes only to the connections whose call was cut (a replaced
+    /// instance draining its calls).
+    pub(crate) cut_only: bool,
+    /// When the calls still running are cut.
     pub(crate) deadline: Instant,
+    /// When connection tasks must be done delivering their last messages.
+    pub(crate) close_by: Instant,
 }
 
 /// What the event loop is asked to do.
@@ -103,6 +166,8 @@ pub(crate) enum Command {
     TakeListener(oneshot::Sender<Option<TcpListener>>),
     SetListener(TcpListener, oneshot::Sender<Result<(), Error>>),
     Replaced,
+    /// Run a task beside the event loop, on its runtime, until the `Control` has stopped.
+    Alongside(crate::control::Alongside),
 }
 
 /// A connection to serve that did not come from the listener.
@@ -148,6 +213,8 @@ pub(crate) struct Shared {
     pub(crate) reaper: crate::control::defjoin::Reaper,
     /// Signal handling installed before [`Control::run`](crate::control::Control::run) (by a child serving the Control).
     pub(crate) signals: Mutex<Option<crate::control::signals::ControlSignals>>,
+    /// The origin of [`ConnShared::last_active`].
+    pub(crate) epoch: std::time::Instant,
 }
 
 impl Shared {
@@ -158,6 +225,11 @@ impl Shared {
         if self.config.interval.is_some() {
             self.activity.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Microseconds since [`Shared::epoch`].
+    pub(crate) fn now_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     pub(crate) fn send(&self, command: Command) {
@@ -174,9 +246,29 @@ impl Shared {
             established: AtomicBool::new(false),
             detach: Mutex::new(None),
             wake: Wake::default(),
+            busy: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
+            last_active: AtomicU64::new(self.now_us()),
         });
         lock(&self.conns).insert(id, conn.clone());
         conn
+    }
+
+    /// Closes the longest-idle connection without an identity that is not in a call, to
+    /// make room for a new one; returns it, with how long it was idle, or `None` if every
+    /// connection has an identity or is busy.
+    pub(crate) fn evict_one(&self) -> Option<(Arc<ConnShared>, Duration)> {
+        let victim = lock(&self.conns)
+            .values()
+            .filter(|c| {
+                !c.busy.load(Ordering::Relaxed) && !c.is_evicted() && lock(&c.identity).is_none()
+            })
+            .min_by_key(|c| (c.last_active.load(Ordering::Relaxed), c.id))
+            .cloned()?;
+        victim.evicted.store(true, Ordering::Release);
+        victim.wake.raise();
+        let idle = self.now_us().saturating_sub(victim.last_active.load(Ordering::Relaxed));
+        Some((victim, Duration::from_micros(idle)))
     }
 
     pub(crate) fn forget(&self, id: ConnectionId) {

@@ -170,6 +170,9 @@ pub(crate) enum Header {
     Ready,
     /// Old → successor: everything is yours.
     Committed,
+    /// Old → successor, after `Committed` and the `Connections` of the calls that ended
+    /// meanwhile: the drain is over; `connections` were sent since the commit.
+    Drained { connections: usize },
 }
 
 impl Header {
@@ -191,6 +194,7 @@ impl Header {
             Header::Refused { .. } => "refused",
             Header::Ready => "ready",
             Header::Committed => "committed",
+            Header::Drained { .. } => "drained",
         }
     }
 }
@@ -224,6 +228,14 @@ pub(crate) struct Channel {
 }
 
 const PREFIX: usize = 12;
+
+/// A [`Channel`] between runtimes.
+pub(crate) struct SuspendedChannel {
+    stream: UnixStream,
+    input: Vec<u8>,
+    fds: VecDeque<OwnedFd>,
+    max_body: usize,
+}
 
 impl Channel {
     pub(crate) fn new(stream: UnixStream) -> Result<Channel, Error> {
@@ -265,6 +277,23 @@ impl Channel {
 
     fn parse(&mut self) -> Result<Option<Frame>, Error> {
         parse_message(&mut self.input, &mut self.fds, self.max_body)
+    }
+
+    /// The channel out of the runtime it was registered with, with what it has received
+    /// and not parsed yet; [`Channel::resume`] registers it with the current one.
+    pub(crate) fn suspend(self) -> Result<SuspendedChannel, Error> {
+        Ok(SuspendedChannel {
+            stream: self.tx.into_std()?,
+            input: self.input,
+            fds: self.fds,
+            max_body: self.max_body,
+        })
+    }
+
+    /// A suspended channel, registered with the current runtime.
+    pub(crate) fn resume(suspended: SuspendedChannel) -> Result<Channel, Error> {
+        let SuspendedChannel { stream, input, fds, max_body } = suspended;
+        Ok(Channel { tx: AsyncFdTx::new(stream)?, input, fds, max_body })
     }
 
     /// Bounds the body of the messages received from now on (the hello is small).

@@ -14,7 +14,11 @@ use crate::{
     Error,
     control::{Control, ControlHandle, Stopped},
     fdtx,
-    handover::{HandoverOptions, Successor, channel::check_peer, old::hand_over},
+    handover::{
+        HandoverOptions, Successor,
+        channel::check_peer,
+        old::{hand_over, refuse},
+    },
 };
 
 /// Where the handover socket of the service `name` lives under `home`:
@@ -183,16 +187,33 @@ impl HandoverSocket {
                     continue;
                 }
             };
-            match hand_over(&handle, stream, pid, &options).await {
-                Ok(Some(successor)) => {
+            // One handover at a time: a successor that asks meanwhile is told so.
+            let handover = hand_over(&handle, stream, pid, &options);
+            tokio::pin!(handover);
+            let result = loop {
+                tokio::select! {
+                    biased;
+                    result = &mut handover => break result,
+                    accepted = listener.accept() => {
+                        if let Ok((other, _)) = accepted {
+                            tokio::spawn(refuse(other, "another replace is in progress"));
+                        }
+                    }
+                }
+            };
+            match result {
+                Ok(Some((successor, drain))) => {
                     self.handed_over = true;
                     tracing::info!(
                         pid = successor.pid,
                         connections = successor.connections,
+                        kept = successor.kept,
                         elapsed_ms = successor.elapsed.as_secs_f64() * 1e3,
                         "handed over to a successor"
                     );
-                    handle.replaced();
+                    // The calls in flight finish here; their connections follow.
+                    let drain = drain.run(handle.clone(), handle.limits().drain);
+                    handle.run_alongside(Box::pin(drain));
                     return Ok(Some(successor));
                 }
                 Ok(None) => tracing::debug!(pid, "a peer left the handover socket before hello"),

@@ -198,8 +198,7 @@ fn a_successor_that_is_not_ready_in_time_is_refused() {
     let dir = TempDir::new("handover-late");
     let path = socket_in(&dir);
     let a = Server::start(service("A", None), |b| b.authkey(Some("k")));
-    let options =
-        HandoverOptions { ready_timeout: Duration::from_millis(300), ..HandoverOptions::default() };
+    let options = HandoverOptions { ready_timeout: Duration::from_millis(300) };
     let offered = offer(&a, &path, options);
     let mut client = Probe::authenticated(a.port, Some("k"));
 
@@ -217,28 +216,146 @@ fn a_successor_that_is_not_ready_in_time_is_refused() {
     assert!(offered.join().unwrap().unwrap().is_none());
 }
 
+/// A method `gate()` that reports when it starts, waits until the test opens the gate,
+/// and reports when it is dropped (returned or cancelled).
+struct Gate {
+    started: mpsc::Receiver<()>,
+    open: Arc<tokio::sync::Notify>,
+    dropped: mpsc::Receiver<()>,
+}
+
+fn gated(name: &'static str) -> (Service, Gate) {
+    let (started_tx, started) = mpsc::channel();
+    let (dropped_tx, dropped) = mpsc::channel::<()>();
+    let open = Arc::new(tokio::sync::Notify::new());
+    let (options, _events) = diagnostic_service();
+    let (started_tx, dropped_tx) = (Mutex::new(started_tx), Mutex::new(dropped_tx));
+    let gate = open.clone();
+    let service = ave_network::diagnostic::builder(options)
+        .rpc("which", Params::none(), move |_, ()| async move { Ok(name) })
+        .rpc("gate", Params::none(), move |_, ()| {
+            let _ = started_tx.lock().unwrap().send(());
+            let on_drop = OnDrop(dropped_tx.lock().unwrap().clone());
+            let gate = gate.clone();
+            async move {
+                let _on_drop = on_drop;
+                gate.notified().await;
+                Ok("opened")
+            }
+        })
+        .build();
+    (service, Gate { started, open, dropped })
+}
+
+/// Sends on its channel when dropped.
+struct OnDrop(mpsc::Sender<()>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
 #[test]
-fn a_call_that_does_not_finish_in_time_refuses_the_handover() {
+fn a_call_in_flight_is_answered_by_the_old_instance_then_its_connection_moves() {
     let dir = TempDir::new("handover-busy");
     let path = socket_in(&dir);
-    let (started_tx, started) = mpsc::channel();
-    let a = Server::start(service("A", Some(started_tx)), |b| b.authkey(Some("k")));
-    let options =
-        HandoverOptions { drain_timeout: Duration::from_millis(200), ..HandoverOptions::default() };
-    let _offered = offer(&a, &path, options);
+    let (service, gate) = gated("A");
+    let mut a = Server::start(service, |b| b.authkey(Some("k")));
+    let offered = offer(&a, &path, HandoverOptions::default());
     let mut busy = Probe::authenticated(a.port, Some("k"));
     let mut idle = Probe::authenticated(a.port, Some("k"));
-    busy.send(br#"{"method": "hold", "params": {"vargs": [1.0], "kwargs": {}}}"#);
-    started.recv_timeout(T.unwrap()).unwrap();
+    busy.send(br#"{"method": "gate", "params": {"vargs": [], "kwargs": {}}}"#);
+    gate.started.recv_timeout(T.unwrap()).unwrap();
 
-    let err = runtime().block_on(handover::take_over(&path, T.unwrap())).unwrap_err();
-    assert!(err.to_string().contains("1 connection(s) still in a call"), "{err}");
-    // Nothing moved: the call completes, everyone is served by the old instance.
-    assert_eq!(which(&mut idle), json!({"result": "A"}));
-    assert_eq!(ave_network::wire::json::parse(&busy.recv()).unwrap(), json!({"result": "held"}));
-    assert_eq!(which(&mut busy), json!({"result": "A"}));
+    // The handover does not wait for the call: the idle connection and the listener move.
+    let (_b, count) = take_over_as_b(&path);
+    assert_eq!(count, 1);
+    let successor = offered.join().unwrap().unwrap().expect("a successor");
+    assert_eq!((successor.connections, successor.kept), (1, 1));
+    assert_eq!(which(&mut idle), json!({"result": "B"}));
     let mut newcomer = Probe::authenticated(a.port, Some("k"));
-    assert_eq!(which(&mut newcomer), json!({"result": "A"}));
+    assert_eq!(which(&mut newcomer), json!({"result": "B"}));
+
+    // The old instance finishes the call and answers it; then the connection moves too,
+    // and the old instance stops.
+    gate.open.notify_one();
+    assert_eq!(ave_network::wire::json::parse(&busy.recv()).unwrap(), json!({"result": "opened"}));
+    assert_eq!(which(&mut busy), json!({"result": "B"}));
+    assert_eq!(a.join(), Stopped::Replaced);
+}
+
+#[test]
+fn a_call_longer_than_the_drain_is_answered_with_exit() {
+    let dir = TempDir::new("handover-drain");
+    let path = socket_in(&dir);
+    let (service, gate) = gated("A");
+    let mut a = Server::start(service, |b| b.authkey(Some("k")).drain(Duration::from_millis(300)));
+    let offered = offer(&a, &path, HandoverOptions::default());
+    let mut busy = Probe::authenticated(a.port, Some("k"));
+    busy.send(br#"{"method": "gate", "params": {"vargs": [], "kwargs": {}}}"#);
+    gate.started.recv_timeout(T.unwrap()).unwrap();
+    let (_b, count) = take_over_as_b(&path);
+    assert_eq!(count, 0);
+    assert_eq!(offered.join().unwrap().unwrap().expect("a successor").kept, 1);
+    // The gate never opens: at the drain deadline the call is cut and answered with Exit.
+    let reply = ave_network::wire::json::parse(&busy.recv()).unwrap();
+    assert_eq!(reply["exception"]["type"], "Exit", "{reply}");
+    let message = reply["exception"]["message"].as_str().unwrap();
+    assert!(message.contains("drain time of 0.3 s"), "{message}");
+    gate.dropped.recv_timeout(T.unwrap()).expect("the cut call is dropped");
+    assert!(busy.conn.get(T).unwrap_err().is_closed());
+    assert_eq!(a.join(), Stopped::Replaced);
+}
+
+#[test]
+fn a_call_whose_client_left_is_cancelled() {
+    let (service, gate) = gated("A");
+    let a = Server::start(service, |b| b.authkey(Some("k")));
+    let mut busy = Probe::authenticated(a.port, Some("k"));
+    busy.send(br#"{"method": "gate", "params": {"vargs": [], "kwargs": {}}}"#);
+    gate.started.recv_timeout(T.unwrap()).unwrap();
+    assert!(gate.dropped.try_recv().is_err(), "the call runs");
+    drop(busy);
+    gate.dropped.recv_timeout(T.unwrap()).expect("the call is cancelled");
+    let mut other = Probe::authenticated(a.port, Some("k"));
+    assert_eq!(which(&mut other), json!({"result": "A"}));
+    assert_eq!(a.handle.connections().len(), 1);
+}
+
+#[test]
+fn a_call_goes_on_while_its_client_sends_more() {
+    let (service, gate) = gated("A");
+    let a = Server::start(service, |b| b.authkey(Some("k")));
+    let mut busy = Probe::authenticated(a.port, Some("k"));
+    busy.send(br#"{"method": "gate", "params": {"vargs": [], "kwargs": {}}}"#);
+    gate.started.recv_timeout(T.unwrap()).unwrap();
+    // A request sent during the call is received but served after it, in order.
+    busy.send(br#"{"method": "which", "params": {"vargs": [], "kwargs": {}}}"#);
+    gate.open.notify_one();
+    assert_eq!(ave_network::wire::json::parse(&busy.recv()).unwrap(), json!({"result": "opened"}));
+    assert_eq!(ave_network::wire::json::parse(&busy.recv()).unwrap(), json!({"result": "A"}));
+}
+
+#[test]
+fn a_second_successor_is_told_a_replace_is_in_progress() {
+    let dir = TempDir::new("handover-twice");
+    let path = socket_in(&dir);
+    let a = Server::start(service("A", None), |b| b.authkey(Some("k")));
+    let offered = offer(&a, &path, HandoverOptions::default());
+    let mut client = Probe::authenticated(a.port, Some("k"));
+    let rt = runtime();
+    // The first successor has everything and has not committed yet.
+    let first = rt.block_on(handover::take_over(&path, T.unwrap())).unwrap();
+    let err = rt.block_on(handover::take_over(&path, T.unwrap())).unwrap_err();
+    assert!(err.to_string().contains("another replace is in progress"), "{err}");
+    // The first goes on as if nothing happened.
+    let inherited = rt.block_on(first.commit()).unwrap();
+    let control =
+        inherited.into_control(Control::builder(service("B", None)).authkey(Some("k"))).unwrap();
+    let _b = Server::run(control);
+    assert!(offered.join().unwrap().unwrap().is_some());
+    assert_eq!(which(&mut client), json!({"result": "B"}));
 }
 
 #[test]

@@ -41,3 +41,36 @@ fn f1_method_limits_are_settings() {
     assert_eq!(probe.call("upper", json!(["abc"]), json!({})), json!({"result": "ABC"}));
     assert_eq!(server.handle.limits().max_depth, 3);
 }
+
+#[test]
+fn f4_at_the_connection_cap_the_longest_idle_anonymous_connection_makes_room() {
+    let (server, _) = diagnostic(|b| b.authkey(Some("k")).max_connections(3));
+    let mut keyed = Probe::authenticated(server.port, Some("k"));
+    let mut first = Probe::authenticated(server.port, Some("wrong"));
+    let mut second = Probe::authenticated(server.port, Some("wrong"));
+    // `first` is the older, but `second` has been idle the longer once `first` calls.
+    assert_eq!(first.call("sync_ping", json!([]), json!({})), json!({"result": "pong"}));
+    // At the cap, a key holder is still served: `second` made room.
+    let mut newcomer = Probe::authenticated(server.port, Some("k"));
+    assert_eq!(newcomer.call("whoami", json!([]), json!({})), json!({"result": "k"}));
+    let err = second.conn.get(crate::T).unwrap_err();
+    assert!(err.is_closed(), "{err}");
+    // Everyone else is still served: an identity protects a connection, activity an
+    // anonymous one.
+    assert_eq!(first.call("sync_ping", json!([]), json!({})), json!({"result": "pong"}));
+    assert_eq!(keyed.call("whoami", json!([]), json!({})), json!({"result": "k"}));
+    assert_eq!(server.handle.connections().len(), 3);
+}
+
+#[test]
+fn f4_at_the_cap_with_only_identities_a_newcomer_waits_for_room() {
+    let (server, _) = diagnostic(|b| b.authkey(Some("k")).max_connections(1));
+    let mut keyed = Probe::authenticated(server.port, Some("k"));
+    // The newcomer's connect completes in the kernel; its challenge waits for room.
+    let mut newcomer = Probe::connect(server.port);
+    assert_eq!(keyed.call("whoami", json!([]), json!({})), json!({"result": "k"}));
+    assert_eq!(server.handle.connections().len(), 1);
+    drop(keyed);
+    newcomer.handshake(Some("k"));
+    assert_eq!(newcomer.call("whoami", json!([]), json!({})), json!({"result": "k"}));
+}
