@@ -425,7 +425,7 @@ fn serve_with_fd_limit(dir: &Path, fds: u32) -> (Child, u16, mpsc::Receiver<Stri
 #[test]
 fn f4_a_valid_key_is_served_when_descriptors_run_out() {
     let dir = TempDir::new("lockout");
-    let (mut child, port, lines) = serve_with_fd_limit(&dir.0, 48);
+    let (mut child, port, lines) = serve_with_fd_limit(dir.path(), 48);
     // Wrong-key connections, kept open, until the server cannot accept any more.
     let mut strangers = Vec::new();
     for _ in 0..48 {
@@ -472,7 +472,7 @@ impl Raw {
 #[test]
 fn f7_a_call_in_flight_does_not_block_a_replace() {
     let home = TempDir::new("drain");
-    let (mut old, port, old_lines) = serve_home(&home.0, &["--authkey", "k", "--drain", "4"]);
+    let (mut old, port, old_lines) = serve_home(home.path(), &["--authkey", "k", "--drain", "4"]);
     // Two connections in a call (one short, one longer than the drain), one idle.
     let (mut short, _) = Raw::handshake(port, Some("k"));
     short.request("sleep", json!([1]));
@@ -482,7 +482,7 @@ fn f7_a_call_in_flight_does_not_block_a_replace() {
     let old_pid = idle.call("get_pid", json!([]))["result"].clone();
     // The replace succeeds at once and takes the idle connection only.
     let started = Instant::now();
-    let (mut new, lines) = replace(&home.0, &["--authkey", "k"]);
+    let (mut new, lines) = replace(home.path(), &["--authkey", "k"]);
     line_with(&lines, "listening on").expect("the new instance listens");
     line_with(&lines, "took over 1 connection").expect("the idle connection moved");
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
@@ -508,14 +508,14 @@ fn f7_a_call_in_flight_does_not_block_a_replace() {
 #[test]
 fn f7_a_call_whose_client_left_is_cancelled() {
     let home = TempDir::new("drain-gone");
-    let (mut old, port, old_lines) = serve_home(&home.0, &["--authkey", "k"]);
+    let (mut old, port, old_lines) = serve_home(home.path(), &["--authkey", "k"]);
     let (mut busy, _) = Raw::handshake(port, Some("k"));
     busy.request("sleep", json!([600]));
     // The old instance's own word that the call runs: it is not idle any more.
     let (mut other, _) = Raw::handshake(port, Some("k"));
     assert_eq!(other.call("sync_ping", json!([])), json!({"result": "pong"}));
     drop(busy);
-    let (mut new, lines) = replace(&home.0, &["--authkey", "k"]);
+    let (mut new, lines) = replace(home.path(), &["--authkey", "k"]);
     line_with(&lines, "took over").expect("the replace took over");
     // Default drain is 30 s; the call's client is gone, so the old instance ends now.
     assert_eq!(wait_exit(&mut old, &old_lines).code(), Some(0));
@@ -564,10 +564,10 @@ fn finish(child: &mut Child, lines: &mpsc::Receiver<String>) -> (ExitStatus, Vec
 #[test]
 fn f11_a_second_replace_is_told_that_one_is_in_progress() {
     let home = TempDir::new("replace-twice");
-    let (mut old, port, old_lines) = serve_home(&home.0, &["--authkey", "k"]);
+    let (mut old, port, old_lines) = serve_home(home.path(), &["--authkey", "k"]);
     let (mut client, _) = Raw::handshake(port, Some("k"));
-    let (mut first, first_lines, hold) = replace_held(&home.0, &["--authkey", "k"]);
-    let (mut second, second_lines) = replace(&home.0, &["--authkey", "k"]);
+    let (mut first, first_lines, hold) = replace_held(home.path(), &["--authkey", "k"]);
+    let (mut second, second_lines) = replace(home.path(), &["--authkey", "k"]);
     let (status, said) = finish(&mut second, &second_lines);
     assert_eq!(status.code(), Some(1), "{said:#?}");
     assert!(said.iter().any(|l| l.contains("another replace is in progress")), "{said:#?}");
@@ -583,10 +583,10 @@ fn f11_a_second_replace_is_told_that_one_is_in_progress() {
 #[test]
 fn f11_the_successor_keeps_everything_when_the_old_instance_dies_mid_handover() {
     let home = TempDir::new("replace-orphan");
-    let (mut old, port, _old_lines) = serve_home(&home.0, &["--authkey", "k"]);
+    let (mut old, port, _old_lines) = serve_home(home.path(), &["--authkey", "k"]);
     let (mut client, _) = Raw::handshake(port, Some("k"));
     assert_eq!(client.call("get_pid", json!([]))["result"], json!(old.id()));
-    let (mut new, lines, hold) = replace_held(&home.0, &["--authkey", "k"]);
+    let (mut new, lines, hold) = replace_held(home.path(), &["--authkey", "k"]);
     // The old instance dies after the successor received everything, before it confirms.
     old.kill().unwrap();
     old.wait().unwrap();
