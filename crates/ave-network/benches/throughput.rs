@@ -26,8 +26,7 @@
 #![allow(clippy::print_stdout)]
 
 use std::{
-    io::{BufRead, Read},
-    process::{Command, Stdio},
+    io::Read,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -38,6 +37,7 @@ use std::{
 use ave_network::{
     Address, Control, RemoteControl, connection::Connection, diagnostic, wire::json,
 };
+use ave_test_support::python::{Peer, python3};
 
 use crate::floors::Floor;
 
@@ -295,24 +295,15 @@ fn main() {
 /// The throughput of the Python peer server started with `args`.
 fn python_peer(args: &[&str]) -> f64 {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/peers/server.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs the peer server");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let port: u16 = line.trim().parse().expect("the peer prints its port");
-    let address = Address::new("127.0.0.1", port);
+    let mut peer = Peer::start(python3().arg(script).args(args));
+    let address = Address::new("127.0.0.1", peer.port(Duration::from_secs(30)));
     let reply = Server::Ours.reply(&[]);
     let calls = client_runtime().block_on(async {
         let conns = connect(&address, true).await;
         let (_, calls, secs) = rate(conns, &reply, WARMUP, MEASURE).await;
         calls as f64 / secs
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(peer);
     calls
 }
 

@@ -1,6 +1,9 @@
 //! Helpers shared by the workspace's tests and benches, written once:
 //!
 //! - [`TempDir`] ([`tempdir`]): a fresh directory per test, removed on drop;
+//! - [`python`]: finding `python3` for the independent Python peers, and
+//!   [`Peer`](python::Peer), a running peer read line by line with timeouts and killed on
+//!   drop;
 //! - the TrIPE admin-protocol simulator ([`tripe_sim`]), used by ave-tripe's tests and bench
 //!   and by the `ave tripe` tests of ave-cli.
 //!
@@ -23,6 +26,7 @@
 //! assert_eq!(lines.next().unwrap().unwrap(), "OK");
 //! ```
 
+pub mod python;
 pub mod tempdir;
 pub mod tripe_sim;
 

@@ -15,12 +15,15 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::{
-    io::{BufRead, BufReader, Write},
-    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
-    time::Instant,
+    io::Write,
+    process::Stdio,
+    time::{Duration, Instant},
 };
 
-use ave_test_support::tripe_sim::Sim;
+use ave_test_support::{
+    python::{Peer, python3_or_skip},
+    tripe_sim::Sim,
+};
 use ave_tripe::{Client, PingOptions, PingResult};
 
 /// Commands per round-trip sample.
@@ -90,48 +93,28 @@ async fn background_round(client: &Client, jobs: usize) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-/// The Python peer in its `benchloop` mode: one connection, one request per line.
-struct Python {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
+/// The Python peer in its `benchloop` mode: one connection, one request per line. Killed
+/// when dropped.
+struct Python(Peer);
 
 impl Python {
-    /// Starts the peer; `None` (with the reason on stderr) if python3 cannot run.
+    /// Starts the peer; `None` (with the reason printed) if python3 cannot run.
     fn start(sim: &Sim) -> Option<Python> {
         let script = format!("{}/tests/it/peer.py", env!("CARGO_MANIFEST_DIR"));
-        let spawned = Command::new("python3")
+        let mut command = python3_or_skip()?;
+        command
             .arg(script)
             .args(["benchloop", &sim.path().display().to_string(), "alice"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(error) => {
-                eprintln!("python3 unavailable: {error}");
-                return None;
-            }
-        };
-        let stdin = child.stdin.take()?;
-        let stdout = BufReader::new(child.stdout.take()?);
-        Some(Python { child, stdin, stdout })
+            .stdin(Stdio::piped());
+        Some(Python(Peer::start(&mut command)))
     }
 
     /// Runs one request; the seconds the peer reports.
     fn request(&mut self, what: &str, count: usize) -> f64 {
-        writeln!(self.stdin, "{what} {count}").expect("write to the python peer");
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("read from the python peer");
+        writeln!(self.0.stdin(), "{what} {count}").expect("write to the python peer");
+        // Only bounds a failure: a request takes well under a second.
+        let line = self.0.line(Duration::from_secs(120));
         line.trim().parse().unwrap_or_else(|_| panic!("python peer answered {line:?}"))
-    }
-}
-
-impl Drop for Python {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

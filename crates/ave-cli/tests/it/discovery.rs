@@ -1,13 +1,9 @@
 //! Discovering a service: `ave call ADDR --list`, the did-you-mean of a misspelt method,
 //! `ave serve --help`; and an original-style Python server, which lists nothing.
 
-// Tests say on stdout why they skip.
-#![allow(clippy::print_stdout)]
+use std::time::Duration;
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-};
+use ave_test_support::python::{Peer, python3_or_skip};
 
 use crate::{ave, serve::Served};
 
@@ -70,36 +66,17 @@ fn a_misspelt_method_gets_a_did_you_mean() {
 }
 
 /// The independent Python server of ave-network's interoperability tests, written from the
-/// original's specification.
-struct PythonServer(Child, u16);
-
-impl PythonServer {
-    fn start() -> Option<PythonServer> {
-        let script =
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../ave-network/tests/it/peers/server.py");
-        let child = Command::new("python3").arg(script).stdout(Stdio::piped()).spawn();
-        let Ok(mut child) = child else {
-            println!("skipped: python3 is not available");
-            return None;
-        };
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line.trim().parse().unwrap_or_else(|_| panic!("no port: {line:?}"));
-        Some(PythonServer(child, port))
-    }
-}
-
-impl Drop for PythonServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// original's specification; its port, and the peer (killed on drop).
+fn python_server() -> Option<(u16, Peer)> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../ave-network/tests/it/peers/server.py");
+    let mut peer = Peer::start(python3_or_skip()?.arg(script));
+    Some((peer.port(Duration::from_secs(30)), peer))
 }
 
 #[test]
 fn an_original_server_is_not_confused_by_the_listing() {
-    let Some(server) = PythonServer::start() else { return };
-    let address = format!("127.0.0.1:{}", server.1);
+    let Some((port, _server)) = python_server() else { return };
+    let address = format!("127.0.0.1:{port}");
     let (code, stdout, stderr) = call(&[&address, "--list"]);
     assert_eq!((code, stdout.as_str()), (1, ""));
     assert_eq!(

@@ -4,9 +4,8 @@
 
 use std::{
     fs::{self, File},
-    io::{BufRead, BufReader},
     path::Path,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -15,7 +14,7 @@ use ave_network::{
     process::{Daemon, Pid},
 };
 
-use crate::{TempDir, python3};
+use crate::{PEER_LIMIT, Peer, TempDir, python3};
 
 fn daemon(dir: &TempDir, name: &str) -> Daemon {
     let log = File::options().create(true).append(true).open(dir.join("log")).unwrap();
@@ -79,25 +78,19 @@ fn stop_terminates_the_process_the_pid_file_names() {
 fn stop_kills_a_process_that_ignores_sigterm_after_the_timeout() {
     let dir = TempDir::new("daemon-stubborn");
     let d = daemon(&dir, "d.pid").stop_timeout(Duration::from_millis(200));
-    let mut child = python3()
-        .args([
-            "-c",
-            "import signal, time\n\
-             signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
-             print('ready', flush=True)\n\
-             time.sleep(60)",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
+    let mut child = Peer::start(python3().args([
+        "-c",
+        "import signal, time\n\
+         signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+         print('ready', flush=True)\n\
+         time.sleep(60)",
+    ]));
+    assert_eq!(child.line(PEER_LIMIT), "ready");
     fs::write(d.pid_path(), child.id().to_string()).unwrap();
     d.stop().unwrap();
     assert!(!d.pid_path().exists());
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(child.wait().unwrap().signal(), Some(9));
+    assert_eq!(child.finish(PEER_LIMIT).status.signal(), Some(9));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use std::{
     fs,
-    io::{Read, Write},
+    io::Write,
     os::{
         fd::{AsFd, BorrowedFd, OwnedFd},
         unix::fs::{FileTypeExt, PermissionsExt},
@@ -20,7 +20,7 @@ use ave_network::{
     fdtx::{FdTx, FdTxListener, MAX_FDS},
 };
 
-use crate::{TempDir, peer, python3};
+use crate::{PEER_LIMIT, Peer, TempDir, peer, python3};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -310,14 +310,9 @@ fn connect_gives_up_at_its_timeout() {
     assert_eq!(err.to_string(), "connection attempt timed out");
 }
 
-/// Runs the Python peer and returns its stdout, asserting it succeeded.
-fn run_python(args: &[&std::ffi::OsStr]) -> std::process::Child {
-    python3()
-        .arg(peer("fdtx.py"))
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the Python fdtx peer")
+/// Starts the Python fdtx peer with `args`.
+fn run_python(args: &[&std::ffi::OsStr]) -> Peer {
+    Peer::start(python3().arg(peer("fdtx.py")).args(args))
 }
 
 #[test]
@@ -327,7 +322,7 @@ fn the_broker_convention_from_a_python_sender() {
     let files: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("session{i}"))).collect();
     let mut args = vec![std::ffi::OsStr::new("send-broker"), listener.path().as_os_str()];
     args.extend(files.iter().map(|f| f.as_os_str()));
-    let mut child = run_python(&args);
+    let child = run_python(&args);
     let tx = listener.accept(Some(T)).unwrap();
     tx.set_timeout(Some(T)).unwrap();
     // The new broker's loop: get(32, 2) until the peer closes.
@@ -345,7 +340,7 @@ fn the_broker_convention_from_a_python_sender() {
             Err(e) => panic!("{e}"),
         }
     }
-    assert!(child.wait().unwrap().success());
+    assert!(child.finish(PEER_LIMIT).status.success());
     assert_eq!(keys, ["1000000000000000", "1000000000000001", "1000000000000002"]);
     assert_eq!(rest, b"foo\0bar");
     for file in &files {
@@ -357,7 +352,7 @@ fn the_broker_convention_from_a_python_sender() {
 fn the_broker_convention_to_a_python_receiver() {
     let dir = TempDir::new("fdtx-py-recv");
     let listener = FdTxListener::listen(dir.path(), None).unwrap();
-    let mut child = run_python(&["recv".as_ref(), listener.path().as_os_str(), "3".as_ref()]);
+    let child = run_python(&["recv".as_ref(), listener.path().as_os_str(), "3".as_ref()]);
     let tx = listener.accept(Some(T)).unwrap();
     let files: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("s{i}"))).collect();
     let opened: Vec<fs::File> = files.iter().map(|f| fs::File::create(f).unwrap()).collect();
@@ -365,9 +360,9 @@ fn the_broker_convention_to_a_python_receiver() {
     tx.put(b"6543210987654321", &[opened[0].as_fd(), opened[1].as_fd()]).unwrap();
     tx.put(b"no descriptors", &[]).unwrap();
     tx.close();
-    let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    assert!(child.wait().unwrap().success(), "{out}");
+    let end = child.finish(PEER_LIMIT);
+    let out = end.stdout;
+    assert!(end.status.success(), "{out}");
     let lines: Vec<serde_json::Value> =
         out.lines().filter(|l| *l != "eof").map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(out.lines().last(), Some("eof"));

@@ -5,16 +5,15 @@
 
 use std::{
     fs,
-    io::{BufRead, BufReader},
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::{Child, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
 use ave_network::{BlockingRemoteControl, Service};
 
-use crate::{Server, T, TempDir, python3};
+use crate::{PEER_LIMIT, Peer, Server, T, TempDir, python3};
 
 /// The hickup dumps written under a home, sorted.
 fn dumps(home: &TempDir) -> Vec<PathBuf> {
@@ -84,25 +83,18 @@ fn dumps_in_the_same_second_do_not_overwrite_each_other() {
 
 /// A Python child that blocks SIGUSR1 (so it stays pending, to be observed) and names
 /// itself `name` (`-`: keeps its name).
-fn probe(name: &str) -> Child {
+fn probe(name: &str) -> Peer {
     let script = "import ctypes, signal, sys\n\
                   signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})\n\
                   if sys.argv[1] != '-':\n    ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)\n\
                   print('ready', flush=True)\n\
                   sys.stdin.read()\n";
-    let mut child = python3()
-        .args(["-c", script, name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
+    let mut child = Peer::start(python3().args(["-c", script, name]).stdin(Stdio::piped()));
+    assert_eq!(child.line(PEER_LIMIT), "ready");
     child
 }
 
-fn sigusr1_pending(child: &Child) -> bool {
+fn sigusr1_pending(child: &Peer) -> bool {
     let status = fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
     let line = status.lines().find(|l| l.starts_with("ShdPnd:")).unwrap();
     u64::from_str_radix(line[7..].trim(), 16).unwrap() & (1 << 9) != 0
@@ -112,8 +104,8 @@ fn sigusr1_pending(child: &Child) -> bool {
 fn sigusr1_is_forwarded_to_ave_children_only() {
     let home = TempDir::new("hickup-forward");
     let server = server(home.path(), false);
-    let mut ave = probe("ave-probe");
-    let mut other = probe("-");
+    let ave = probe("ave-probe");
+    let other = probe("-");
     let path = server.handle.hickup().unwrap();
     // Forwarding is done before the dump is written.
     assert!(sigusr1_pending(&ave), "the ave- child did not get SIGUSR1");
@@ -123,9 +115,9 @@ fn sigusr1_is_forwarded_to_ave_children_only() {
         content.contains(&format!("SIGUSR1 forwarded to: [{} (ave-probe)]", ave.id())),
         "{content}"
     );
-    for child in [&mut ave, &mut other] {
-        drop(child.stdin.take());
-        child.wait().unwrap();
+    // Their stdin closes: they end.
+    for child in [ave, other] {
+        child.finish(PEER_LIMIT);
     }
 }
 

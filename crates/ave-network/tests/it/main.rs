@@ -28,7 +28,6 @@ mod vectors;
 
 use std::{
     path::PathBuf,
-    process::{Child, Command, Stdio},
     sync::mpsc,
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -44,11 +43,18 @@ use ave_network::{
         json,
     },
 };
-pub(crate) use ave_test_support::TempDir;
+pub(crate) use ave_test_support::{
+    TempDir,
+    python::{Peer, python3},
+};
 use serde_json::{Value, json};
 
 /// The timeout of test operations that should succeed at once.
 pub(crate) const T: Option<Duration> = Some(Duration::from_secs(5));
+
+/// The bound on waiting for a Python peer (its start, its end): generous, since an
+/// interpreter starts slowly on a loaded machine; it only bounds a failure.
+pub(crate) const PEER_LIMIT: Duration = Duration::from_secs(30);
 
 /// A `Control` running on its own thread and runtime.
 pub(crate) struct Server {
@@ -235,51 +241,25 @@ impl Probe {
     }
 }
 
-/// The Python 3 interpreter, for the independent peers.
-pub(crate) fn python3() -> Command {
-    let found = Command::new("python3").arg("--version").output();
-    assert!(
-        found.is_ok_and(|o| o.status.success()),
-        "python3 is needed for the interoperability tests (the CI installs it)"
-    );
-    Command::new("python3")
-}
-
 pub(crate) fn peer(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/peers").join(name)
 }
 
-/// The Python peer server: started, its port read from its first line.
+/// The Python peer server: started, its port read from its first line, killed on drop.
 pub(crate) struct PythonServer {
-    pub(crate) child: Child,
+    _peer: Peer,
     pub(crate) port: u16,
 }
 
 impl PythonServer {
     pub(crate) fn start(args: &[&str]) -> PythonServer {
-        use std::io::BufRead;
-        let mut child = python3()
-            .arg(peer("server.py"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the Python server");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port =
-            line.trim().parse().unwrap_or_else(|_| panic!("no port from the server: {line:?}"));
-        PythonServer { child, port }
+        let mut peer = Peer::start(python3().arg(peer("server.py")).args(args));
+        let port = peer.port(PEER_LIMIT);
+        PythonServer { _peer: peer, port }
     }
 
     pub(crate) fn address(&self) -> Address {
         Address::new("127.0.0.1", self.port)
-    }
-}
-
-impl Drop for PythonServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -10,15 +10,12 @@ mod example;
 mod services;
 mod words;
 
-use std::{
-    future::Future,
-    io::Write,
-    process::{Command, Stdio},
-    sync::mpsc,
-    time::Duration,
-};
+use std::{future::Future, process::Stdio, time::Duration};
 
-use ave_test_support::tripe_sim as sim;
+use ave_test_support::{
+    python::{Peer, python3},
+    tripe_sim as sim,
+};
 use ave_tripe::Client;
 
 use crate::sim::Sim;
@@ -44,30 +41,9 @@ fn peer_script() -> String {
 /// Runs the Python peer with `args`, feeding it `stdin`; its stdout. Killed after
 /// [`LIMIT`].
 fn python(args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new("python3")
-        .arg(peer_script())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3 is needed for the interoperability tests");
-    let mut input = child.stdin.take().expect("stdin");
-    let data = stdin.to_owned();
-    let writer = std::thread::spawn(move || input.write_all(data.as_bytes()));
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let output = match rx.recv_timeout(LIMIT) {
-        Ok(output) => output.expect("python peer output"),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            panic!("python peer {args:?} timed out");
-        }
-    };
-    writer.join().expect("writer thread").expect("write to python");
-    assert!(output.status.success(), "python peer {args:?} failed: {:?}", output.status);
-    String::from_utf8(output.stdout).expect("python output is UTF-8")
+    let mut peer = Peer::start(python3().arg(peer_script()).args(args).stdin(Stdio::piped()));
+    peer.feed(stdin.as_bytes().to_vec());
+    let end = peer.finish(LIMIT);
+    assert!(end.status.success(), "python peer {args:?} failed: {:?}", end.status);
+    end.stdout
 }

@@ -2,12 +2,7 @@
 //! QUIT, cancellation, losing a service to a later version, a provider going away, and
 //! interoperation with an independent Python provider and submitter.
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    sync::mpsc as std_mpsc,
-};
-
+use ave_test_support::python::{Peer, python3};
 use ave_tripe::{
     Client, Error, Event, FailKind, JobEnd, JobError, Note, OptionParser, Service, ServiceProvider,
     ServiceRunner, StopReason, handler, run_services, timespec,
@@ -406,36 +401,18 @@ async fn service_table_commands() {
     assert_eq!(words(&error), ["unknown-service", "echo"]);
 }
 
-/// Kills the Python peer if a test fails before it exits.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_python_provider_serves_our_submitter() {
     let sim = Sim::start();
-    let mut child = Command::new("python3")
-        .arg(peer_script())
-        .arg("provider")
-        .arg(sim.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 is needed for the interoperability tests");
-    let stdout = child.stdout.take().unwrap();
-    let mut peer = Peer(child);
-    let (tx, rx) = std_mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let ready = tokio::task::spawn_blocking(move || rx.recv_timeout(LIMIT)).await.unwrap();
-    assert_eq!(ready.expect("the python provider is ready").trim(), "READY");
+    // Killed on drop if the test fails before it exits.
+    let mut peer = Peer::start(python3().arg(peer_script()).arg("provider").arg(sim.path()));
+    let (peer, ready) = tokio::task::spawn_blocking(move || {
+        let ready = peer.line(LIMIT);
+        (peer, ready)
+    })
+    .await
+    .unwrap();
+    assert_eq!(ready.trim(), "READY");
 
     let client = connect(&sim).await;
     let lines = within(
@@ -450,8 +427,8 @@ async fn a_python_provider_serves_our_submitter() {
             .unwrap_err();
     assert_eq!(words(&error), ["py-failed", "no way"]);
     within(client.svcsubmit("pyecho", None, ["quit"]).unwrap().ok()).await.unwrap();
-    let status = tokio::task::spawn_blocking(move || peer.0.wait()).await.unwrap().unwrap();
-    assert!(status.success());
+    let end = tokio::task::spawn_blocking(move || peer.finish(LIMIT)).await.unwrap();
+    assert!(end.status.success());
 }
 
 #[tokio::test]
