@@ -1,6 +1,7 @@
 //! `cargo xtask tidy`: project rules that no compiler checks.
 //!
-//! - every Rust file of the workspace starts with a `//!` doc comment;
+//! - every Rust file of the workspace starts with a `//!` doc comment and has at most
+//!   [`MAX_LINES`] lines (a longer one is split into a module folder);
 //! - every member manifest inherits the workspace's version, edition and publish setting
 //!   and its lints;
 //! - the layer rule: a crate depends only on crates of a strictly lower layer, and the CLI
@@ -23,6 +24,10 @@ use std::{
 use crate::Result;
 
 mod modules;
+
+/// The most lines a Rust file may have, tests included: beyond it, a file holds more than
+/// a reader follows in one go, and it is split along a seam into a module folder.
+const MAX_LINES: usize = 800;
 
 /// The layer of every internal crate (design.md's crate map).
 const LAYERS: &[(&str, u8)] = &[
@@ -119,6 +124,9 @@ fn check_rust_files(root: &Path, files: &[PathBuf], problems: &mut Vec<String>) 
         if !first.starts_with("//!") {
             problems.push(format!("{name}: does not start with a `//!` doc comment"));
         }
+        if let Some(problem) = too_long(&name, &text) {
+            problems.push(problem);
+        }
         for (i, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap_or("");
             if code.contains(ignore_attr) || code.contains(should_panic_attr) {
@@ -137,6 +145,17 @@ fn check_rust_files(root: &Path, files: &[PathBuf], problems: &mut Vec<String>) 
             }
         }
     }
+}
+
+/// The problem with a file over [`MAX_LINES`] lines, if it is one.
+fn too_long(name: &str, text: &str) -> Option<String> {
+    let lines = text.lines().count();
+    (lines > MAX_LINES).then(|| {
+        format!(
+            "{name}: {lines} lines, above the limit of {MAX_LINES}: split it into a module \
+             folder along a seam (see ARCHITECTURE.md)"
+        )
+    })
 }
 
 fn check_text_files(root: &Path, files: &[PathBuf], problems: &mut Vec<String>) {
@@ -309,6 +328,15 @@ mod tests {
         assert!(is_sys_module(Path::new("crates/ave-cmd/src/sys.rs")));
         assert!(is_sys_module(Path::new("crates/ave-network/src/sys/fdtx.rs")));
         assert!(!is_sys_module(Path::new("crates/ave-cmd/src/run.rs")));
+    }
+
+    #[test]
+    fn long_files() {
+        let ok = "//! doc\n".repeat(MAX_LINES);
+        assert_eq!(too_long("a.rs", &ok), None);
+        let long = ok + "fn f() {}\n";
+        let problem = too_long("a.rs", &long).unwrap();
+        assert!(problem.starts_with("a.rs: 801 lines, above the limit of 800"), "{problem}");
     }
 
     /// The tidy rules hold for the workspace itself, so plain `cargo test` enforces them.
