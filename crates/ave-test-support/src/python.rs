@@ -44,6 +44,7 @@ pub fn available() -> bool {
 /// # Panics
 ///
 /// If `python3` does not run: the message says that the interoperability tests need it.
+#[track_caller]
 pub fn python3() -> Command {
     assert!(available(), "python3 is needed for the interoperability tests (the CI installs it)");
     Command::new(PYTHON3)
@@ -63,7 +64,8 @@ pub fn python3_or_skip() -> Option<Command> {
 
 /// A running peer. Its stdout is read on a thread of its own, so every wait for a line is
 /// bounded by a timeout; its stdin is kept when the command asked for a pipe; it is killed
-/// and reaped when dropped (a failing test leaves no peer behind).
+/// and reaped when dropped (a failing test leaves no peer behind). Its panics name the
+/// caller's line.
 ///
 /// # Example
 ///
@@ -142,6 +144,7 @@ impl Peer {
     /// # Panics
     ///
     /// If no line comes within `timeout`, or the output ends first.
+    #[track_caller]
     pub fn line(&mut self, timeout: Duration) -> String {
         match self.lines.recv_timeout(timeout) {
             Ok(line) => {
@@ -162,6 +165,7 @@ impl Peer {
     /// # Panics
     ///
     /// As [`Peer::line`], or if the line is not a port number.
+    #[track_caller]
     pub fn port(&mut self, timeout: Duration) -> u16 {
         let line = self.line(timeout);
         line.trim()
@@ -179,6 +183,7 @@ impl Peer {
     /// # Panics
     ///
     /// If the command did not ask for `Stdio::piped()` on stdin, or it was closed or fed.
+    #[track_caller]
     pub fn stdin(&mut self) -> &mut ChildStdin {
         self.stdin.as_mut().expect("the peer's stdin is a pipe that is still open")
     }
@@ -189,6 +194,7 @@ impl Peer {
     /// # Panics
     ///
     /// As [`Peer::stdin`]; the write's own failure is reported by [`Peer::finish`].
+    #[track_caller]
     pub fn feed(&mut self, data: Vec<u8>) {
         let mut stdin = self.stdin.take().expect("the peer's stdin is a pipe that is still open");
         self.feeder = Some(thread::spawn(move || stdin.write_all(&data)));
@@ -205,6 +211,7 @@ impl Peer {
     ///
     /// If the peer does not end within `limit` (it is killed first), or writing what
     /// [`Peer::feed`] gave it failed.
+    #[track_caller]
     pub fn finish(mut self, limit: Duration) -> Finished {
         let deadline = Instant::now() + limit;
         self.stdin = None;
@@ -234,6 +241,7 @@ impl Peer {
     }
 
     /// Kills the peer (by its pid: its `Child` may be on a waiting thread) and fails.
+    #[track_caller]
     fn timed_out(&self, limit: Duration) -> ! {
         let _ = Command::new("kill").args(["-KILL", &self.pid.to_string()]).status();
         panic!("the peer {} did not end within {limit:?} (killed)", self.what)

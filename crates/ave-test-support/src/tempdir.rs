@@ -50,6 +50,7 @@ impl TempDir {
     /// # Panics
     ///
     /// If the directory cannot be made.
+    #[track_caller]
     pub fn new(tag: &str) -> TempDir {
         TempDir::create_in(&std::env::temp_dir(), tag).expect("make a temporary directory")
     }
@@ -61,6 +62,7 @@ impl TempDir {
     /// # Panics
     ///
     /// If the directory cannot be made or its mode cannot be set.
+    #[track_caller]
     pub fn with_mode(tag: &str, mode: u32) -> TempDir {
         let dir = TempDir::new(tag);
         dir.set_mode(mode);
@@ -103,6 +105,7 @@ impl TempDir {
     /// # Panics
     ///
     /// If the system's temporary directory is not valid UTF-8.
+    #[track_caller]
     pub fn to_str(&self) -> &str {
         self.path.to_str().expect("the temporary directory's path is UTF-8")
     }
@@ -112,6 +115,7 @@ impl TempDir {
     /// # Panics
     ///
     /// If `chmod` fails.
+    #[track_caller]
     pub fn set_mode(&self, mode: u32) {
         fs::set_permissions(&self.path, fs::Permissions::from_mode(mode))
             .expect("set the temporary directory's mode");
