@@ -194,11 +194,15 @@ os.rename(sys.argv[1] + '.tmp', sys.argv[1])
 time.sleep(60)
 ";
     let mut probes = Vec::new();
+    let mut callers = Vec::new();
     for (file, name) in [("ave-probe.pid", "ave-probe"), ("other.pid", "-")] {
         let path = home.path().join(file);
         let cmd = json!(["python3", "-c", probe, path.to_str().unwrap(), name]);
-        // Each on its own connection: a connection serves one call at a time.
-        server.client(None).call_one_way("run_external", [cmd]).unwrap();
+        // Each on its own connection (a connection serves one call at a time), kept open:
+        // a call whose client has gone is cancelled, and the probe it runs with it.
+        let caller = server.client(None);
+        caller.call_one_way("run_external", [cmd]).unwrap();
+        callers.push(caller);
         let mut found = None;
         assert!(wait_until(Duration::from_secs(10), || {
             found = fs::read_to_string(&path).ok().and_then(|t| t.parse::<i32>().ok());
