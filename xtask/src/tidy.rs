@@ -323,6 +323,37 @@ mod tests {
         assert_eq!(package_name(manifest).as_deref(), Some("ave-cmd"));
     }
 
+    /// ave-test-support under [dependencies] breaks a rule; as a dev-dependency it does not.
+    #[test]
+    fn the_test_support_is_dev_only() {
+        let root = std::env::temp_dir().join(format!("xtask-tidy-devonly-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(root.join("crates/ave-cmd")).unwrap();
+        let manifest = |table: &str| {
+            format!(
+                "[package]\nname = \"ave-cmd\"\nversion.workspace = true\n\
+                 edition.workspace = true\npublish.workspace = true\n\
+                 [{table}]\nave-test-support.workspace = true\n[lints]\nworkspace = true\n"
+            )
+        };
+        let problems = |table: &str| {
+            fs::write(root.join("crates/ave-cmd/Cargo.toml"), manifest(table)).unwrap();
+            let mut problems = Vec::new();
+            check_manifests(&root, &mut problems);
+            problems.retain(|p| p.starts_with("crates/"));
+            problems
+        };
+        let normal = problems("dependencies");
+        let dev = problems("dev-dependencies");
+        fs::remove_dir_all(&root).unwrap();
+        assert_eq!(
+            normal,
+            ["crates/ave-cmd/Cargo.toml: `ave-test-support` is dev-only: use it under \
+              [dev-dependencies]"]
+        );
+        assert_eq!(dev, Vec::<String>::new());
+    }
+
     #[test]
     fn sys_modules() {
         assert!(is_sys_module(Path::new("crates/ave-cmd/src/sys.rs")));
