@@ -322,7 +322,8 @@ async fn replace(args: &Args, builder: ControlBuilder, home: &Path) -> anyhow::R
         })
         .await;
     }
-    let (old, count) = (inheritance.pid(), inheritance.connections().len());
+    let (old, count, kept) =
+        (inheritance.pid(), inheritance.connections().len(), inheritance.kept());
     // Prepared before the commit, so a failure here leaves the old instance serving.
     let mut socket = HandoverSocket::bind_successor(&path)?;
     let inherited = inheritance.commit().await.with_context(|| {
@@ -351,7 +352,14 @@ async fn replace(args: &Args, builder: ControlBuilder, home: &Path) -> anyhow::R
         None => tracing::info!(target: LIFECYCLE, "serving without a listener"),
     }
     let plural = if count == 1 { "" } else { "s" };
-    tracing::info!(target: LIFECYCLE, "took over {count} connection{plural} from pid {old}");
+    if kept == 0 {
+        tracing::info!(target: LIFECYCLE, "took over {count} connection{plural} from pid {old}");
+    } else {
+        tracing::info!(
+            target: LIFECYCLE,
+            "took over {count} connection{plural} from pid {old}; {kept} more follow as their calls end"
+        );
+    }
     let manager = Manager::ready(&control, Start::TookOver { count, pid: old });
     replaceable(control, socket, manager).await
 }

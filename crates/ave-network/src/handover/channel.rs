@@ -158,8 +158,17 @@ impl ConnState {
 pub(crate) enum Header {
     /// Successor → old: who is asking.
     Hello { version: u32, pid: u32 },
-    /// Old → successor, with the listener's descriptor if `listener`.
-    Begin { version: u32, pid: u32, service: String, listener: bool, connections: usize },
+    /// Old → successor, with the listener's descriptor if `listener`; `kept` connections
+    /// in a call follow after the commit, as their calls end.
+    Begin {
+        version: u32,
+        pid: u32,
+        service: String,
+        listener: bool,
+        connections: usize,
+        #[serde(default)]
+        kept: usize,
+    },
     /// Old → successor, with one descriptor per item.
     Connections { items: Vec<ConnState> },
     /// Old → successor: everything is sent.

@@ -33,6 +33,7 @@ pub struct Inheritance {
     service: String,
     listener: Option<TcpListener>,
     connections: Vec<DetachedConnection>,
+    kept: usize,
 }
 
 impl fmt::Debug for Inheritance {
@@ -42,6 +43,7 @@ impl fmt::Debug for Inheritance {
             .field("service", &self.service)
             .field("listener", &self.local_addr())
             .field("connections", &self.connections.len())
+            .field("kept", &self.kept)
             .finish()
     }
 }
@@ -65,6 +67,12 @@ impl Inheritance {
     /// The connections handed over.
     pub fn connections(&self) -> &[DetachedConnection] {
         &self.connections
+    }
+
+    /// The connections the old instance kept because a call was running on them: they
+    /// follow after the commit, each once its call is answered (the drain).
+    pub fn kept(&self) -> usize {
+        self.kept
     }
 
     /// Tells the old instance this one is ready and waits for its confirmation; from then
@@ -96,6 +104,9 @@ impl Inheritance {
             Ok(frame) => match frame.header {
                 Header::Committed => {
                     let mut inherited = self.inherited();
+                    if self.kept == 0 {
+                        return Ok(inherited);
+                    }
                     // Served by the `Control`, which may run on another runtime.
                     match self.channel.suspend() {
                         Ok(channel) => inherited.drained = Drained(Some((channel, self.pid))),
@@ -279,14 +290,14 @@ pub async fn take_over(path: &Path, timeout: Duration) -> Result<Inheritance, Er
         let hello = Header::Hello { version: PROTOCOL_VERSION, pid: std::process::id() };
         channel.send(&hello, &[], &[]).await?;
         let begin = channel.recv().await?;
-        let (service, has_listener, expected) = match begin.header {
-            Header::Begin { version, service, listener, connections, .. } => {
+        let (service, has_listener, expected, kept) = match begin.header {
+            Header::Begin { version, service, listener, connections, kept, .. } => {
                 if version != PROTOCOL_VERSION {
                     return Err(Error::Protocol(format!(
                         "the serving instance speaks handover version {version}, not {PROTOCOL_VERSION}"
                     )));
                 }
-                (service, listener, connections)
+                (service, listener, connections, kept)
             }
             Header::Refused { reason } => {
                 return Err(Error::Protocol(format!("the serving instance refused: {reason}")));
@@ -317,13 +328,13 @@ pub async fn take_over(path: &Path, timeout: Duration) -> Result<Inheritance, Er
                 other => return Err(unexpected("connections", &other)),
             }
         }
-        Ok::<_, Error>((service, listener, connections))
+        Ok::<_, Error>((service, listener, connections, kept))
     };
-    let (service, listener, connections) =
+    let (service, listener, connections, kept) =
         tokio::time::timeout(timeout, receive).await.map_err(|_| {
             Error::Network(NetworkError::Timeout(
                 "the handover did not complete in time".to_owned(),
             ))
         })??;
-    Ok(Inheritance { channel, pid, service, listener, connections })
+    Ok(Inheritance { channel, pid, service, listener, connections, kept })
 }

@@ -113,6 +113,7 @@ pub(crate) async fn hand_over(
             service: handle.name().to_owned(),
             listener: has_listener,
             connections: count,
+            kept: kept.len(),
         };
         let listener_fd: Vec<BorrowedFd<'_>> = held.listener.iter().map(AsFd::as_fd).collect();
         channel.send(&begin, &[], &listener_fd).await?;
@@ -171,6 +172,11 @@ impl Drain {
     /// running, answering them with an `Exit`).
     pub(crate) async fn run(self, handle: ControlHandle, drain: Duration) {
         let Drain { channel, kept } = self;
+        if kept.is_empty() {
+            // Nothing follows: the successor has closed its side already.
+            handle.replaced();
+            return;
+        }
         let channel = channel.and_then(|c| match Channel::resume(c) {
             Ok(channel) => Some(channel),
             Err(e) => {
