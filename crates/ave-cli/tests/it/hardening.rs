@@ -295,41 +295,32 @@ fn handover_socket(home: &Path) -> PathBuf {
     home.join(".ave/handover/ave-serve.sock")
 }
 
+/// `ave serve` on `home` (its port file is `home/port`), with `args`.
+fn ave_serve(home: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ave"));
+    command.arg("serve").arg("--home").arg(home).arg("--port-file").arg(home.join("port"));
+    command.args(args);
+    command
+}
+
+/// Starts `command` (an `ave serve` on `home`) with its stderr lines on a channel.
+fn spawn_on(home: &Path, command: &mut Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child =
+        command.env("HOME", home).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let lines = stderr_lines(&mut child);
+    (child, lines)
+}
+
 /// An `ave serve` on its own home, with the given extra arguments.
 fn serve_home(home: &Path, extra: &[&str]) -> (Child, u16, mpsc::Receiver<String>) {
-    let port_file = home.join("port");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ave"))
-        .arg("serve")
-        .arg("--home")
-        .arg(home)
-        .arg("--port-file")
-        .arg(&port_file)
-        .args(extra)
-        .env("HOME", home)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = stderr_lines(&mut child);
+    let (child, lines) = spawn_on(home, &mut ave_serve(home, extra));
     let port = listening_port(&lines);
     (child, port, lines)
 }
 
 /// `ave serve --replace` on `home`, and its stderr lines.
 fn replace(home: &Path, extra: &[&str]) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ave"))
-        .args(["serve", "--replace", "--home"])
-        .arg(home)
-        .arg("--port-file")
-        .arg(home.join("port"))
-        .args(extra)
-        .env("HOME", home)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = stderr_lines(&mut child);
-    (child, lines)
+    spawn_on(home, ave_serve(home, &["--replace"]).args(extra))
 }
 
 /// Lines until one contains `needle`, within `T`.
@@ -402,22 +393,12 @@ fn f11_sighup_stops_cleanly_and_removes_the_handover_socket() {
 
 /// Starts `ave serve` with a descriptor limit of `fds` (soft and hard), keyed with `k`.
 fn serve_with_fd_limit(dir: &Path, fds: u32) -> (Child, u16, mpsc::Receiver<String>) {
-    let port_file = dir.join("port");
     let script = format!(
         "ulimit -n {fds} && exec \"$0\" serve --authkey k --port-file \"$1\" --home \"$2\""
     );
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg(env!("CARGO_BIN_EXE_ave"))
-        .arg(&port_file)
-        .arg(dir)
-        .env("HOME", dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = stderr_lines(&mut child);
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(script).arg(env!("CARGO_BIN_EXE_ave")).arg(dir.join("port")).arg(dir);
+    let (child, lines) = spawn_on(dir, &mut command);
     let port = listening_port(&lines);
     (child, port, lines)
 }
@@ -530,20 +511,9 @@ fn replace_held(
     home: &Path,
     extra: &[&str],
 ) -> (Child, mpsc::Receiver<String>, std::process::ChildStdin) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ave"))
-        .args(["serve", "--replace", "--home"])
-        .arg(home)
-        .arg("--port-file")
-        .arg(home.join("port"))
-        .args(extra)
-        .env("HOME", home)
-        .env("AVE_TEST_HANDOVER_HOLD", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = stderr_lines(&mut child);
+    let mut command = ave_serve(home, &["--replace"]);
+    command.args(extra).env("AVE_TEST_HANDOVER_HOLD", "1").stdin(Stdio::piped());
+    let (mut child, lines) = spawn_on(home, &mut command);
     line_with(&lines, "holding before the commit").expect("the successor holds");
     let hold = child.stdin.take().unwrap();
     (child, lines, hold)

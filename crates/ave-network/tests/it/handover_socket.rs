@@ -247,6 +247,14 @@ fn gated(name: &'static str) -> (Service, Gate) {
     (service, Gate { started, open, dropped })
 }
 
+/// A client of `server` whose `gate()` call has started.
+fn in_the_gate(server: &Server, gate: &Gate) -> Probe {
+    let mut probe = Probe::authenticated(server.port, Some("k"));
+    probe.send(br#"{"method": "gate", "params": {"vargs": [], "kwargs": {}}}"#);
+    gate.started.recv_timeout(T.unwrap()).expect("the gate call starts");
+    probe
+}
+
 /// Sends on its channel when dropped.
 struct OnDrop(mpsc::Sender<()>);
 
@@ -263,10 +271,8 @@ fn a_call_in_flight_is_answered_by_the_old_instance_then_its_connection_moves() 
     let (service, gate) = gated("A");
     let mut a = Server::start(service, |b| b.authkey(Some("k")));
     let offered = offer(&a, &path, HandoverOptions::default());
-    let mut busy = Probe::authenticated(a.port, Some("k"));
     let mut idle = Probe::authenticated(a.port, Some("k"));
-    busy.send(br#"{"method": "gate", "params": {"vargs": [], "kwargs": {}}}"#);
-    gate.started.recv_timeout(T.unwrap()).unwrap();
+    let mut busy = in_the_gate(&a, &gate);
 
     // The handover does not wait for the call: the idle connection and the listener move.
     let (_b, count) = take_over_as_b(&path);
@@ -292,9 +298,7 @@ fn a_call_longer_than_the_drain_is_answered_with_exit() {
     let (service, gate) = gated("A");
     let mut a = Server::start(service, |b| b.authkey(Some("k")).drain(Duration::from_millis(300)));
     let offered = offer(&a, &path, HandoverOptions::default());
-    let mut busy = Probe::authenticated(a.port, Some("k"));
-    busy.send(br#"{"method": "gate", "params": {"vargs": [], "kwargs": {}}}"#);
-    gate.started.recv_timeout(T.unwrap()).unwrap();
+    let mut busy = in_the_gate(&a, &gate);
     let (_b, count) = take_over_as_b(&path);
     assert_eq!(count, 0);
     assert_eq!(offered.join().unwrap().unwrap().expect("a successor").kept, 1);
@@ -312,9 +316,7 @@ fn a_call_longer_than_the_drain_is_answered_with_exit() {
 fn a_call_whose_client_left_is_cancelled() {
     let (service, gate) = gated("A");
     let a = Server::start(service, |b| b.authkey(Some("k")));
-    let mut busy = Probe::authenticated(a.port, Some("k"));
-    busy.send(br#"{"method": "gate", "params": {"vargs": [], "kwargs": {}}}"#);
-    gate.started.recv_timeout(T.unwrap()).unwrap();
+    let busy = in_the_gate(&a, &gate);
     assert!(gate.dropped.try_recv().is_err(), "the call runs");
     drop(busy);
     gate.dropped.recv_timeout(T.unwrap()).expect("the call is cancelled");
@@ -327,9 +329,7 @@ fn a_call_whose_client_left_is_cancelled() {
 fn a_call_goes_on_while_its_client_sends_more() {
     let (service, gate) = gated("A");
     let a = Server::start(service, |b| b.authkey(Some("k")));
-    let mut busy = Probe::authenticated(a.port, Some("k"));
-    busy.send(br#"{"method": "gate", "params": {"vargs": [], "kwargs": {}}}"#);
-    gate.started.recv_timeout(T.unwrap()).unwrap();
+    let mut busy = in_the_gate(&a, &gate);
     // A request sent during the call is received but served after it, in order.
     busy.send(br#"{"method": "which", "params": {"vargs": [], "kwargs": {}}}"#);
     gate.open.notify_one();
