@@ -141,10 +141,12 @@ impl HandoverSocket {
     }
 
     /// Serves successors of the `Control` behind `handle`, one at a time, until one takes
-    /// over; then ends the `Control`'s loop with
-    /// [`Stopped::Replaced`] and returns the successor. A
-    /// handover that fails is rolled back, logged, and the next successor is awaited.
-    /// Returns `Ok(None)` when the `Control` stops first.
+    /// over, and returns it at the commit. The `Control` then drains: the connections
+    /// with a call in flight follow as their calls end (up to
+    /// [`Limits::drain`](crate::control::Limits::drain)), and its loop ends with
+    /// [`Stopped::Replaced`]. A handover that fails is rolled back, logged, and the next
+    /// successor is awaited; another successor that asks meanwhile is refused. Returns
+    /// `Ok(None)` when the `Control` stops first.
     ///
     /// Must run on the runtime of the `Control` (spawn it).
     ///
