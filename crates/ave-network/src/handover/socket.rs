@@ -21,6 +21,9 @@ use crate::{
     },
 };
 
+/// How many peers that ask during a handover may wait for their refusal at once.
+const MAX_REFUSING: usize = 8;
+
 /// Where the handover socket of the service `name` lives under `home`:
 /// `<home>/.ave/handover/<name>.sock`.
 pub fn socket_path(home: &Path, name: &str) -> PathBuf {
@@ -192,17 +195,23 @@ impl HandoverSocket {
             // One handover at a time: a successor that asks meanwhile is told so.
             let handover = hand_over(&handle, stream, pid, &options);
             tokio::pin!(handover);
+            let mut refusing = tokio::task::JoinSet::new();
             let result = loop {
                 tokio::select! {
                     biased;
                     result = &mut handover => break result,
+                    Some(_) = refusing.join_next(), if !refusing.is_empty() => {}
                     accepted = listener.accept() => {
-                        if let Ok((other, _)) = accepted {
-                            tokio::spawn(refuse(other, "another replace is in progress"));
+                        // At most a few peers wait for their refusal (each may take its
+                        // time to say hello); more are closed at once.
+                        if let (Ok((other, _)), true) = (accepted, refusing.len() < MAX_REFUSING) {
+                            refusing.spawn(refuse(other, "another replace is in progress"));
                         }
                     }
                 }
             };
+            // Those still waiting to be refused are closed with the handover's end.
+            drop(refusing);
             match result {
                 Ok(Some((successor, drain))) => {
                     self.handed_over = true;

@@ -359,6 +359,31 @@ fn a_second_successor_is_told_a_replace_is_in_progress() {
 }
 
 #[test]
+fn peers_that_ask_during_a_handover_hold_a_bounded_number_of_descriptors() {
+    use std::io::Read;
+    let dir = TempDir::new("handover-crowd");
+    let path = socket_in(&dir);
+    let a = Server::start(service("A", None), |b| b.authkey(Some("k")));
+    let offered = offer(&a, &path, HandoverOptions::default());
+    let rt = runtime();
+    let first = rt.block_on(handover::take_over(&path, T.unwrap())).unwrap();
+    // Eight silent peers wait for their refusal (they never say hello)...
+    let silent: Vec<_> =
+        (0..8).map(|_| std::os::unix::net::UnixStream::connect(&path).unwrap()).collect();
+    // ...so the ninth is closed at once, without a word.
+    let mut ninth = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    ninth.set_read_timeout(T).unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(ninth.read(&mut byte).unwrap(), 0, "the ninth peer is closed");
+    drop(silent);
+    let inherited = rt.block_on(first.commit()).unwrap();
+    let control =
+        inherited.into_control(Control::builder(service("B", None)).authkey(Some("k"))).unwrap();
+    let _b = Server::run(control);
+    assert!(offered.join().unwrap().unwrap().is_some());
+}
+
+#[test]
 fn the_handover_socket_is_private_and_unique() {
     let dir = TempDir::new("handover-socket");
     let path = socket_in(&dir);
