@@ -8,14 +8,7 @@ use ave_test_support::python::{Peer, python3_or_skip};
 use crate::{ave, serve::Served};
 
 fn call(args: &[&str]) -> (i32, String, String) {
-    let mut all = vec!["call"];
-    all.extend_from_slice(args);
-    let out = ave(&all);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::ave_call(&[], args)
 }
 
 #[test]

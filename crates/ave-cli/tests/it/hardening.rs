@@ -99,14 +99,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn ave_call(args: &[&str]) -> (i32, String, String) {
-    let mut all = vec!["call", "--timeout", "10"];
-    all.extend_from_slice(args);
-    let out = crate::ave(&all);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::ave_call(&["--timeout", "10"], args)
 }
 
 /// The exception a raw call got, or a panic with the whole reply.

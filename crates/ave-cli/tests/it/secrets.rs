@@ -28,11 +28,7 @@ fn call(env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
         .envs(env.iter().copied())
         .output()
         .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::outcome(&out)
 }
 
 #[test]

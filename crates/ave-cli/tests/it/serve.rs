@@ -109,14 +109,7 @@ impl Drop for Served {
 }
 
 fn call(args: &[&str]) -> (i32, String, String) {
-    let mut all = vec!["call", "--timeout", "5"];
-    all.extend_from_slice(args);
-    let out = ave(&all);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::ave_call(&["--timeout", "5"], args)
 }
 
 #[test]
